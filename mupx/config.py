@@ -1,0 +1,155 @@
+"""Hydra composition and typed validation of mupx configs.
+
+The Typer commands turn flags into Hydra overrides and call :func:`compose` (Hydra's compose API, not
+``@hydra.main``, which fights torchrun: hydra #2038). Each config section is then checked into a typed
+dataclass by :func:`typed`, so a bad value is reported as one line naming the key, the value and what is
+allowed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import importlib.resources
+import json
+import types
+import typing
+from pathlib import Path
+from typing import Any, Literal, get_args, get_origin
+
+from omegaconf import DictConfig, OmegaConf
+
+from .errors import MupxError, choose
+
+GROUPS = ("model", "optimizer", "param", "data", "train")
+
+
+def config_dir() -> Path:
+    """The folder holding config.yaml and the groups, found through the installed package."""
+    return Path(str(importlib.resources.files("mupx.configs")))
+
+
+def choices(group: str) -> list[str]:
+    return sorted(p.stem for p in (config_dir() / group).glob("*.yaml"))
+
+
+def _split(override: str) -> tuple[str, str]:
+    if "=" not in override:
+        raise MupxError(f"bad override {override!r}: expected key=value, e.g. train.steps=100")
+    key, value = override.split("=", 1)
+    return key.strip(), value.strip()
+
+
+def compose(overrides: list[str] | None = None) -> DictConfig:
+    """Compose configs/config.yaml with Hydra overrides; unknown names and keys are one-line errors."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    overrides = list(overrides or [])
+    group_overrides, key_overrides = [], []
+    for ov in overrides:
+        key, value = _split(ov)
+        if key.lstrip("+~") in GROUPS:
+            if value not in choices(key.lstrip("+~")):
+                raise choose(key.lstrip("+~"), value, choices(key.lstrip("+~")))
+            group_overrides.append(ov)
+        else:
+            key_overrides.append(ov)
+    try:
+        with initialize_config_dir(config_dir=str(config_dir()), version_base=None, job_name="mupx"):
+            base = hydra_compose(config_name="config", overrides=group_overrides)
+            for ov in key_overrides:
+                key, _ = _split(ov)
+                if key.startswith(("+", "~")):
+                    continue
+                _check_key(base, key)
+            return hydra_compose(config_name="config", overrides=group_overrides + key_overrides)
+    except (HydraException, OmegaConfBaseException) as e:
+        raise MupxError(f"bad config override: {str(e).splitlines()[0]}") from None
+
+
+def _check_key(cfg: DictConfig, key: str) -> None:
+    node: Any = cfg
+    parts = key.split(".")
+    for i, part in enumerate(parts):
+        if not isinstance(node, DictConfig) or part not in node:
+            where = ".".join(parts[:i]) or "the top level"
+            known = ", ".join(sorted(node.keys())) if isinstance(node, DictConfig) else "none"
+            raise MupxError(f"unknown config key {key!r} (known keys under {where}: {known})")
+        node = node[part]
+
+
+def to_dict(cfg: DictConfig) -> dict:
+    return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
+
+
+def config_hash(obj: Any, length: int = 10) -> str:
+    """A stable short hash of a JSON-able object (a resolved config): the basis of stable run ids."""
+    text = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+
+def typed(cls: type, values: Any, section: str):
+    """Build dataclass ``cls`` from a mapping, checking keys and types; errors name ``section.key``."""
+    if isinstance(values, DictConfig):
+        values = OmegaConf.to_container(values, resolve=True)
+    if not isinstance(values, dict):
+        raise MupxError(f"{section} must be a mapping, got {values!r}")
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    hints = typing.get_type_hints(cls)
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise MupxError(f"unknown config key {section}.{unknown[0]} (known: {', '.join(sorted(fields))})")
+    kwargs = {}
+    for name, field in fields.items():
+        if name not in values:
+            if field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
+                raise MupxError(f"missing config key {section}.{name}")
+            continue
+        kwargs[name] = _coerce(values[name], hints[name], f"{section}.{name}")
+    return cls(**kwargs)
+
+
+def _coerce(value: Any, hint: Any, key: str) -> Any:
+    origin, args = get_origin(hint), get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        errors = []
+        for a in inner:
+            try:
+                return _coerce(value, a, key)
+            except MupxError as e:
+                errors.append(str(e))
+        raise MupxError(errors[0])
+    if origin is Literal:
+        if value not in args:
+            raise MupxError(f"{key} must be one of {', '.join(map(str, args))}, got {value!r}")
+        return value
+    if origin in (tuple, list):
+        if not isinstance(value, (list, tuple)):
+            raise MupxError(f"{key} must be a list, got {value!r}")
+        if origin is tuple and args and args[-1] is not Ellipsis and len(args) != len(value):
+            raise MupxError(f"{key} must have {len(args)} entries, got {value!r}")
+        item = args[0] if args else Any
+        return origin(_coerce(v, item, f"{key}[{i}]") for i, v in enumerate(value))
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise MupxError(f"{key} must be true or false, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise MupxError(f"{key} must be an integer, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise MupxError(f"{key} must be a number, got {value!r}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise MupxError(f"{key} must be a string, got {value!r}")
+        return value
+    return value

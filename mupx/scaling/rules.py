@@ -1,0 +1,167 @@
+"""The μP rules table: one entry per optimizer, mapping a tensor's role and multipliers to its
+learning-rate and ε multipliers. Every exponent lives in this file, so a reviewer can check each one
+against its source (``shared/scaling-rules.md`` in the project notes; tags [D] derived, [I] authors'
+code, [S] quoted, [ours] our own).
+
+Multipliers are ratios to the base shape (TP-V App. B): ``fan_in`` = fan_in/fan_in_base, ``fan_out``
+likewise, ``depth`` = L/L_base (m_L, only for tensors inside residual blocks; 1 elsewhere) and
+``blocks`` = n_blk/n_blk_base for block-preconditioned optimizers. Under SP every ratio is 1, so every
+multiplier is 1. ``alpha`` is the residual exponent (branch multiplier m_L^-alpha); alpha = 0 switches
+the depth rules off.
+
+Shared by all optimizers (TP-V Table 8 form; CompleteP Table 1):
+  init std   input σ · 1, hidden σ · fan_in^-1/2, output σ · 1 (or zero), vectors: gains 1, biases 0
+  forward    output logits × output_mult · fan_in^-1; embeddings × embed_mult; residual m_L^-alpha;
+             attention √d_head,0 / d_head (= 1/√d_head at a fixed head_dim)
+Weight decay (not in the table): ``coupled`` (default) keeps the per-step decay lr·wd of every tensor
+at its base value, wd × 1/lr_mult (2603.00541 Eq. ∆2, CompleteP's λ·m_N for AdamW hidden);
+``independent`` applies decay λ/width_mult per step, untied from the lr (2512.05620).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import MupxError
+from .roles import Role
+
+
+@dataclass(frozen=True)
+class Mono:
+    """A monomial fan_in^a · fan_out^b · depth^c · blocks^d in the per-tensor multipliers."""
+
+    fan_in: float = 0.0
+    fan_out: float = 0.0
+    depth: float = 0.0
+    blocks: float = 0.0
+
+    def __call__(self, m: Multiples) -> float:
+        return m.fan_in**self.fan_in * m.fan_out**self.fan_out * m.depth**self.depth * m.blocks**self.blocks
+
+    def __str__(self) -> str:
+        terms = [f"{k}^{_fmt(v)}" for k, v in vars(self).items() if v != 0]
+        return "·".join(terms) if terms else "1"
+
+
+def _fmt(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else f"{x:g}"
+
+
+@dataclass(frozen=True)
+class Multiples:
+    """A tensor's multipliers relative to the base shape (all 1 under SP)."""
+
+    fan_in: float = 1.0
+    fan_out: float = 1.0
+    depth: float = 1.0
+    blocks: float = 1.0
+
+
+@dataclass(frozen=True)
+class Tensor:
+    """What a rule may look at: role, absolute fans at the target shape, whether it sits in a block."""
+
+    role: Role
+    fan_in: int
+    fan_out: int
+    in_block: bool
+
+
+@dataclass(frozen=True)
+class RoleRule:
+    """How one tensor is optimised: which update handles it, its lr and ε multipliers.
+
+    ``lr_key``/``eps_key`` name the optimizer options holding the base values (hybrids such as Muon use
+    ``adam_lr`` for the tensors they hand to AdamW); ``eps=None`` means the update has no ε.
+    ``extra`` scales further per-tensor options (e.g. Shampoo's graft ε) by their own monomials.
+    ``n_blocks`` is the tensor's preconditioner block count (the plan divides it by the base's).
+    """
+
+    update: str
+    lr: Mono
+    eps: Mono | None = None
+    lr_key: str = "lr"
+    eps_key: str = "eps"
+    extra: dict[str, Mono] = field(default_factory=dict)
+    n_blocks: int = 1
+
+
+@dataclass(frozen=True)
+class Context:
+    alpha: float
+    options: Any
+
+
+Rule = Callable[[Tensor, Context], RoleRule]
+
+
+# --- shared pieces --------------------------------------------------------------------------------
+
+INIT_STD = {Role.INPUT: Mono(), Role.HIDDEN: Mono(fan_in=-0.5), Role.OUTPUT: Mono()}
+OUTPUT_FORWARD = Mono(fan_in=-1)  # TP-V Table 8: logits = α_out · W z / m
+
+
+def adam_like(t: Tensor, ctx: Context, update: str = "adamw", lr_key: str = "lr", eps_key: str = "eps") -> RoleRule:
+    """AdamW (TP-V Table 3/8 [D]; CompleteP Table 1 [D+E]; 2603.00541 Table 6 [D]).
+
+    lr:  input 1, hidden fan_in^-1 · m_L^(α-1), output 1 (with the 1/m forward multiplier),
+         vectors m_L^(α-1) inside blocks, 1 outside.
+    ε (after √v): ∝ the gradient's entry size: input fan_out^-1, hidden fan_in^-1 · m_L^-α,
+         output fan_in^-1, vectors fan_out^-1 · m_L^-α (TP-V B.3, CompleteP, 2603.00541 Table 6).
+    Also used for ADOPT, Sophia (2603.00541 App. C.8) and for the AdamW side of hybrids.
+    """
+    a = ctx.alpha
+    lr = {
+        Role.INPUT: Mono(),
+        Role.HIDDEN: Mono(fan_in=-1, depth=a - 1),
+        Role.OUTPUT: Mono(),
+        Role.VECTOR: Mono(depth=a - 1),
+    }[t.role]
+    eps = {
+        Role.INPUT: Mono(fan_out=-1),
+        Role.HIDDEN: Mono(fan_in=-1, depth=-a),
+        Role.OUTPUT: Mono(fan_in=-1),
+        Role.VECTOR: Mono(fan_out=-1, depth=-a),
+    }[t.role]
+    return RoleRule(update, lr, eps, lr_key=lr_key, eps_key=eps_key)
+
+
+def sgd(t: Tensor, ctx: Context) -> RoleRule:
+    """SGD (TP-V Table 3/8 [D]; 2603.00541 Table 5 (k>=2) and Table 11 (k=1) [D]).
+
+    lr: input fan_out, hidden fan_out/fan_in · m_L^(2α-1), output fan_in (Table 8, with the 1/m
+    forward multiplier), vectors fan_out (· m_L^(2α-1) inside blocks). 2α-1 gives m_L at α=1 and
+    1 at α=1/2, the two derived cases.
+    """
+    d = 2 * ctx.alpha - 1
+    lr = {
+        Role.INPUT: Mono(fan_out=1),
+        Role.HIDDEN: Mono(fan_out=1, fan_in=-1, depth=d),
+        Role.OUTPUT: Mono(fan_in=1),
+        Role.VECTOR: Mono(fan_out=1, depth=d),
+    }[t.role]
+    return RoleRule("sgd", lr)
+
+
+def adamw(t: Tensor, ctx: Context) -> RoleRule:
+    return adam_like(t, ctx)
+
+
+RULES: dict[str, Rule] = {
+    "sgd": sgd,
+    "adamw": adamw,
+}
+
+
+def block_count(fan_in: int, fan_out: int, block_size: int, sides: tuple[bool, bool] = (True, True)) -> int:
+    """Number of preconditioner blocks of a [fan_out, fan_in] matrix cut into block_size tiles."""
+    if block_size <= 0:
+        return 1
+    for dim in (fan_in, fan_out):
+        if dim % block_size:
+            raise MupxError(f"optimizer.block_size {block_size} does not divide the dimension {dim} (allowed: divisors of every hidden matrix dimension)")
+    left, right = sides
+    return (math.ceil(fan_out / block_size) if left else 1) * (math.ceil(fan_in / block_size) if right else 1)
