@@ -190,4 +190,5 @@ class Transformer(nn.Module):
 
 def attention_scale(head_dim: int, base_head_dim: int, mup: bool) -> float:
     """μP: √(d_head,0)/d_head (TP-V App. B.1; equals 1/√d_head at the base); SP: 1/√d_head."""
-    return math.sqrt(base_head_dim) / head_dim if mup else 1.0 / math.sqrt(head_dim)
+    scale = 1.0 / math.sqrt(head_dim)
+    return scale * math.sqrt(base_head_dim / head_dim) if mup else scale

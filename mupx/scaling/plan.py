@@ -202,7 +202,7 @@ def build_plan(cfg: ModelConfig, param: ParamConfig, optimizer: str, options, vo
         lr_mult = r.lr(m)
         base_lr = float(getattr(options, r.lr_key))
         lr = base_lr * lr_mult
-        wd_base = float(getattr(options, "weight_decay"))
+        wd_base = float(options.weight_decay)
         if param.wd_convention == "coupled":
             wd = wd_base / lr_mult
         else:  # independent: per-step decay wd_base / width_mult, applied through torch's lr·wd

@@ -150,9 +150,131 @@ def adamw(t: Tensor, ctx: Context) -> RoleRule:
     return adam_like(t, ctx)
 
 
+def adopt(t: Tensor, ctx: Context) -> RoleRule:
+    """ADOPT normalises entrywise like Adam: Adam's rules (TP-V App. B.3 puts Adagrad/RMSProp-like
+    optimizers with Adam; a retrievable ADOPT table was [NF], so this is [ours])."""
+    return adam_like(t, ctx, update="adopt")
+
+
+def lamb(t: Tensor, ctx: Context) -> RoleRule:
+    """LAMB: hidden lr ∝ fan_in^-1/2 (TP-V App. B.3 [D, heuristic]: the Frobenius trust ratio makes
+    update entries Θ(1/√n) instead of Θ(1/n)); other roles and ε as Adam; depth as Adam [ours]."""
+    r = adam_like(t, ctx, update="lamb")
+    if t.role is Role.HIDDEN:
+        return RoleRule("lamb", Mono(fan_in=-0.5, depth=ctx.alpha - 1), r.eps)
+    return r
+
+
+def sophia(t: Tensor, ctx: Context) -> RoleRule:
+    """SophiaG: AdamW's lr rules (2603.00541 App. C.8, Table 6 [D]). Its ε is added to ρ·h, a
+    squared-gradient quantity, so it scales as the square of Adam's ε rule (TP-V B.3's
+    "1/fan_in² if added before the square root") [ours]."""
+    r = adam_like(t, ctx, update="sophia")
+    e = r.eps
+    return RoleRule("sophia", r.lr, Mono(2 * e.fan_in, 2 * e.fan_out, 2 * e.depth, 2 * e.blocks))
+
+
+def _adam_side(t: Tensor, ctx: Context) -> RoleRule:
+    """Embeddings, readout and vectors of a hybrid go to AdamW, by role (not by ndim)."""
+    return adam_like(t, ctx, update="adamw", lr_key="adam_lr", eps_key="adam_eps")
+
+
+def muon(t: Tensor, ctx: Context) -> RoleRule:
+    """Muon on hidden matrices, AdamW elsewhere (Keller Jordan; Qiu ``muon_adam`` [I]).
+
+    The optimizer multiplies the orthogonalised update by its shape factor: ``spectral``
+    √(fan_out/fan_in) or ``original`` √max(1, fan_out/fan_in) (both constant in width at fixed aspect
+    ratio, so the hidden lr is constant: 2603.00541 Table 4 [D]), or ``rms`` 0.2·√max(fan_out, fan_in)
+    (Moonlight), which grows as √m, so its lr scales fan_in^-1/2 (2603.00541 Tables 1/3 [D]).
+    Depth: none at α=1 (Table 4, k>=2), m_L^-1/2 at α=1/2 (Table 10): m_L^(α-1).
+    """
+    if t.role is not Role.HIDDEN:
+        return _adam_side(t, ctx)
+    width = -0.5 if ctx.options.shape_factor == "rms" else 0.0
+    return RoleRule("muon", Mono(fan_in=width, depth=ctx.alpha - 1))
+
+
+def muonpp(t: Tensor, ctx: Context) -> RoleRule:
+    """Muon++: the update's spectral norm is set to √(fan_out/fan_in) explicitly, so the lr is
+    constant in width (as for explicit spectral normalisation, Qiu ``spectral-*`` [I]); depth m_L^(α-1)."""
+    if t.role is not Role.HIDDEN:
+        return _adam_side(t, ctx)
+    return RoleRule("muonpp", Mono(depth=ctx.alpha - 1))
+
+
+def _sides(t: Tensor, max_dim: int) -> tuple[bool, bool]:
+    """Which sides of a [fan_out, fan_in] matrix get a preconditioner (left = fan_out side)."""
+    return t.fan_out <= max_dim, t.fan_in <= max_dim
+
+
+def shampoo(t: Tensor, ctx: Context) -> RoleRule:
+    """Shampoo ΔW = -η (L+εI)^-e_L G (R+εI)^-e_R on hidden matrices; AdamW elsewhere.
+
+    E = e_L + e_R over the preconditioned sides; n_blk preconditioner blocks.
+    lr: (fan_out/fan_in)^(1-E) · n_blk^-E · m_L^(1-2E) (Qiu et al. Table 1 via 2603.00541 App. C.9 [S],
+        their code [I]); · m_L^(α-1) for α != 1 [ours, matches 2603.00541 Table 10 at E=1/2, α=1/2].
+        Grafted from Adam: Adam's hidden rule (Qiu code [I]). Explicit spectral normalisation of the
+        update (2512.05620): constant, m_L^(α-1).
+    ε (matrix): fan_in/fan_out · m_L^-2α · n_blk^-1 (Qiu code ``matrix_eps·(din/dout)/N²/nb`` [I];
+        2603.00541 Table 4/10: ε/r_L² at k>=2, ε/r_L at k=1).
+    graft ε: Adam's ε rule (the graft is an Adam step) [ours].
+    """
+    if t.role is not Role.HIDDEN:
+        return _adam_side(t, ctx)
+    o, a = ctx.options, ctx.alpha
+    left, right = _sides(t, o.max_precond_dim)
+    n_blk = block_count(t.fan_in, t.fan_out, o.block_size, (left, right))
+    E = o.exponent_left * left + o.exponent_right * right
+    if o.graft == "adam":
+        lr = Mono(fan_in=-1, depth=a - 1)
+    elif o.spectral_norm:
+        lr = Mono(depth=a - 1)
+    else:
+        lr = Mono(fan_out=1 - E, fan_in=-(1 - E), blocks=-E, depth=(1 - 2 * E) + (a - 1))
+    eps = Mono(fan_in=1, fan_out=-1, depth=-2 * a, blocks=-1)
+    graft_eps = adam_like(t, ctx).eps
+    return RoleRule("shampoo", lr, eps, extra={"graft_eps": graft_eps}, n_blocks=n_blk)
+
+
+def soap(t: Tensor, ctx: Context) -> RoleRule:
+    """SOAP (Adam in Shampoo's eigenbasis) on hidden matrices; AdamW elsewhere.
+
+    lr (Qiu et al. Table 1 via 2603.00541 App. C.10 [S]; code [I]): both sides √(fan_out/fan_in)·n_blk^-1/2;
+        input side only fan_in^-1/2·n_blk^-1/2; output side only √fan_out·n_blk^-1/2/fan_in; depth
+        m_L^(α-1) (2603.00541 Tables 4/10). Explicit spectral normalisation: constant, m_L^(α-1).
+    ε (Adam's, in the rotated space; Qiu code [I]): both sides √(fan_in/fan_out)·n_blk^-1/2; input side
+        only √fan_in·n_blk^-1/2/fan_out; output side only (fan_out·n_blk)^-1/2; all · m_L^-α.
+    """
+    if t.role is not Role.HIDDEN:
+        return _adam_side(t, ctx)
+    o, a = ctx.options, ctx.alpha
+    left, right = _sides(t, o.max_precond_dim)
+    n_blk = block_count(t.fan_in, t.fan_out, o.block_size, (left, right))
+    if not (left or right):
+        return RoleRule("soap", Mono(fan_in=-1, depth=a - 1), Mono(fan_in=-1, depth=-a), n_blocks=n_blk)
+    if left and right:
+        lr, eps = Mono(fan_out=0.5, fan_in=-0.5, blocks=-0.5), Mono(fan_in=0.5, fan_out=-0.5, blocks=-0.5)
+    elif right:
+        lr, eps = Mono(fan_in=-0.5, blocks=-0.5), Mono(fan_in=0.5, fan_out=-1, blocks=-0.5)
+    else:
+        lr, eps = Mono(fan_out=0.5, fan_in=-1, blocks=-0.5), Mono(fan_out=-0.5, blocks=-0.5)
+    if o.spectral_norm:
+        lr = Mono()
+    lr = Mono(lr.fan_in, lr.fan_out, a - 1, lr.blocks)
+    eps = Mono(eps.fan_in, eps.fan_out, -a, eps.blocks)
+    return RoleRule("soap", lr, eps, n_blocks=n_blk)
+
+
 RULES: dict[str, Rule] = {
     "sgd": sgd,
     "adamw": adamw,
+    "adopt": adopt,
+    "lamb": lamb,
+    "sophia": sophia,
+    "shampoo": shampoo,
+    "soap": soap,
+    "muon": muon,
+    "muonpp": muonpp,
 }
 
 

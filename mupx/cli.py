@@ -1,0 +1,127 @@
+"""The ``mupx`` command line. Each command turns its flags into Hydra overrides, composes the config and
+calls one function; every user error is one line on stderr with exit code 2."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import click
+import typer
+from rich.console import Console
+
+from .errors import MupxError
+
+app = typer.Typer(
+    name="mupx",
+    help="μP hyperparameter transfer: rules, coordinate checks, sweeps, transfer and reports.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+
+Overrides = Annotated[list[str], typer.Option("--set", "-s", help="Hydra override key=value (repeatable)")]
+
+
+def overrides_from(flags: dict[str, object], extra: list[str] | None) -> list[str]:
+    """Turn CLI flags into Hydra overrides (flags first, then the user's ``-s`` overrides)."""
+    keys = {
+        "model": "model", "optimizer": "optimizer", "param": "param", "data": "data",
+        "width": "model.width", "depth": "model.depth", "lr": "optimizer.lr", "steps": "train.steps",
+        "batch": "train.batch", "seq_len": "train.seq_len", "seed": "seed", "device": "device",
+        "base_width": "param.base_width", "base_depth": "param.base_depth",
+    }  # fmt: skip
+    out = [f"{keys[k]}={v}" for k, v in flags.items() if v is not None]
+    return out + list(extra or [])
+
+
+@app.command()
+def train(
+    model: Annotated[str | None, typer.Option(help="model flavour: gpt2 | llama")] = None,
+    width: Annotated[int | None, typer.Option(help="d_model")] = None,
+    depth: Annotated[int | None, typer.Option(help="number of transformer blocks")] = None,
+    optimizer: Annotated[str | None, typer.Option(help="optimizer name (configs/optimizer/)")] = None,
+    param: Annotated[str | None, typer.Option(help="parameterization: mup | sp")] = None,
+    lr: Annotated[float | None, typer.Option(help="base learning rate")] = None,
+    steps: Annotated[int | None, typer.Option(help="optimizer steps")] = None,
+    batch: Annotated[int | None, typer.Option(help="sequences per step")] = None,
+    seq_len: Annotated[int | None, typer.Option(help="tokens per sequence (= model context)")] = None,
+    seed: Annotated[int | None, typer.Option(help="seed for init and data order")] = None,
+    device: Annotated[str | None, typer.Option(help="auto | cpu | cuda | cuda:N")] = None,
+    data: Annotated[str | None, typer.Option(help="data source: stdlib | local | hub")] = None,
+    out: Annotated[Path | None, typer.Option(help="run folder (default runs/train/<run id>)")] = None,
+    quiet: Annotated[bool, typer.Option(help="no progress bar")] = False,
+    set_: Overrides = None,
+):
+    """Train one GPT-2 or Llama proxy under SP or μP and write its run folder."""
+    from .runconfig import load_run_config
+    from .train import run
+
+    flags = dict(model=model, width=width, depth=depth, optimizer=optimizer, param=param, lr=lr, steps=steps,
+                 batch=batch, seq_len=seq_len, seed=seed, device=device, data=data)  # fmt: skip
+    overrides = overrides_from(flags, set_)
+    if quiet:
+        overrides.append("train.progress=false")
+    cfg = load_run_config(overrides)
+    out = out or Path("runs") / "train" / cfg.run_id
+    result = run(cfg, out, console=console)
+    loss = result["final_train_loss"]
+    summary = f"{result['status']}: train loss {loss:.4f}, val loss {result['val_loss']:.4f}" if loss is not None else f"{result['status']}: {result['reason']}"
+    console.print(f"{summary}, {result['tokens_per_s']:,.0f} tok/s -> {out}")
+
+
+@app.command()
+def rules(
+    optimizer: Annotated[str | None, typer.Option(help="optimizer name")] = None,
+    param: Annotated[str | None, typer.Option(help="mup | sp")] = None,
+    model: Annotated[str | None, typer.Option(help="gpt2 | llama")] = None,
+    width: Annotated[int | None, typer.Option(help="target width")] = None,
+    depth: Annotated[int | None, typer.Option(help="target depth")] = None,
+    base_width: Annotated[int | None, typer.Option(help="base (proxy) width")] = None,
+    base_depth: Annotated[int | None, typer.Option(help="base (proxy) depth")] = None,
+    vocab: Annotated[int | None, typer.Option(help="vocabulary size (default: data.vocab_size)")] = None,
+    json_: Annotated[bool, typer.Option("--json", help="print the plan as JSON")] = False,
+    all_layers: Annotated[bool, typer.Option("--all", help="one row per tensor (default: identical layers folded)")] = False,
+    set_: Overrides = None,
+):
+    """Show what μP does to every tensor: role, fans, multipliers, init std, lr, wd, ε, forward multiplier."""
+    from .runconfig import load_run_config
+    from .scaling.plan import build_plan
+    from .scaling.table import render_plan
+
+    flags = dict(optimizer=optimizer, param=param, model=model, width=width, depth=depth,
+                 base_width=base_width, base_depth=base_depth)  # fmt: skip
+    cfg = load_run_config(overrides_from(flags, set_))
+    if vocab is not None and vocab <= 0:
+        raise MupxError(f"--vocab must be a positive integer, got {vocab}")
+    plan = build_plan(cfg.model, cfg.param, cfg.optimizer, cfg.options, vocab or cfg.data.vocab_size, cfg.train.seq_len)
+    if json_:
+        print(json.dumps(plan.to_json(), indent=2))
+    else:
+        render_plan(plan, console, fold=not all_layers)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: one-line errors with exit code 2 for bad input, never a traceback."""
+    try:
+        code = app(args=argv, standalone_mode=False)
+    except MupxError as e:
+        print(f"mupx: error: {e}", file=sys.stderr)
+        sys.exit(e.exit_code)
+    except click.exceptions.UsageError as e:
+        print(f"mupx: error: {' '.join(e.format_message().split())}", file=sys.stderr)
+        sys.exit(2)
+    except click.exceptions.Exit as e:
+        sys.exit(e.exit_code)
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        print("mupx: interrupted", file=sys.stderr)
+        sys.exit(130)
+    if isinstance(code, int) and code:
+        sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,67 @@
+"""BatchSampler: random training windows from a token array, reproducible from (seed, rank)."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import torch
+
+from ..errors import MupxError
+
+
+def sampler_seed(seed: int, rank: int) -> int:
+    """A 63-bit generator seed from (seed, rank): equal inputs give equal seeds, different ones differ."""
+    digest = hashlib.sha256(f"mupx-batch-sampler:{seed}:{rank}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") & (2**63 - 1)
+
+
+class BatchSampler:
+    """Random windows from a token array, from a seeded torch.Generator (never the global RNG).
+
+    Each call to :meth:`next` draws ``batch`` start positions uniformly, so every window of
+    ``seq_len + 1`` tokens is equally likely; ``y`` is ``x`` shifted left by one token.
+    """
+
+    def __init__(self, tokens: np.ndarray, batch: int, seq_len: int, seed: int, rank: int = 0):
+        if tokens.ndim != 1:
+            raise ValueError(f"tokens must be a 1-D array, got shape {tokens.shape}")
+        if batch < 1 or seq_len < 1:
+            raise MupxError(f"batch and seq_len must be positive, got batch {batch}, seq_len {seq_len}")
+        if len(tokens) < seq_len + 1:
+            raise MupxError(f"corpus split too small for seq_len {seq_len}: has {len(tokens)} tokens")
+        self.tokens = tokens
+        self.batch = batch
+        self.seq_len = seq_len
+        self.seed = seed
+        self.rank = rank
+        self.step = 0  # batches drawn so far
+        self.generator = torch.Generator().manual_seed(sampler_seed(seed, rank))
+        self._offsets = np.arange(seq_len + 1)
+
+    def next(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The next (x, y) pair, both int64 of shape [batch, seq_len]."""
+        n_starts = len(self.tokens) - self.seq_len  # a window starting at s uses tokens s .. s+seq_len
+        starts = torch.randint(0, n_starts, (self.batch,), generator=self.generator).numpy()
+        windows = torch.from_numpy(self.tokens[starts[:, None] + self._offsets].astype(np.int64))
+        self.step += 1
+        return windows[:, :-1].contiguous(), windows[:, 1:].contiguous()
+
+    def state_dict(self) -> dict:
+        """Tensors and ints only, so it survives torch.save / torch.load(weights_only=True)."""
+        return {
+            "generator": self.generator.get_state(),
+            "step": self.step,
+            "seed": self.seed,
+            "rank": self.rank,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        """Resume the exact sequence of batches saved by :meth:`state_dict`."""
+        if (state["seed"], state["rank"]) != (self.seed, self.rank):
+            raise MupxError(
+                f"sampler state is for seed {state['seed']} rank {state['rank']}, "
+                f"not seed {self.seed} rank {self.rank}"
+            )
+        self.generator.set_state(state["generator"])
+        self.step = int(state["step"])

@@ -1,0 +1,91 @@
+"""The typed configuration of one training run, composed by Hydra and validated section by section."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from .config import compose, config_hash, to_dict, typed
+from .data import DataConfig
+from .errors import MupxError
+from .models import ModelConfig
+from .optim import parse_options
+from .scaling.plan import ParamConfig
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    steps: int
+    batch: int
+    seq_len: int
+    schedule: Literal["constant", "cosine", "linear", "wsd"]
+    warmup: float
+    decay: float
+    final_lr_frac: float
+    grad_clip: float
+    eval_every: int
+    eval_batches: int
+    log_every: int
+    diverge_factor: float
+    smooth: int
+    spectral_every: int
+    compile: bool
+    dtype: Literal["auto", "float32", "bfloat16"]
+    progress: bool
+
+    def __post_init__(self):
+        for key in ("steps", "batch", "seq_len", "eval_every", "eval_batches", "log_every", "smooth"):
+            if getattr(self, key) <= 0:
+                raise MupxError(f"train.{key} must be a positive integer, got {getattr(self, key)}")
+        for key in ("warmup", "decay", "final_lr_frac"):
+            if not 0 <= getattr(self, key) <= 1:
+                raise MupxError(f"train.{key} must be in [0, 1], got {getattr(self, key)}")
+        if self.grad_clip < 0:
+            raise MupxError(f"train.grad_clip must be >= 0 (0 = off), got {self.grad_clip}")
+        if self.spectral_every < 0:
+            raise MupxError(f"train.spectral_every must be >= 0 (0 = off), got {self.spectral_every}")
+        if self.diverge_factor <= 1:
+            raise MupxError(f"train.diverge_factor must be > 1, got {self.diverge_factor}")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    model: ModelConfig
+    param: ParamConfig
+    optimizer: str
+    options: Any
+    data: DataConfig
+    train: TrainConfig
+    seed: int
+    device: str
+    resolved: dict  # the composed config as plain data (saved as config.yaml)
+
+    @property
+    def run_id(self) -> str:
+        """Stable id from everything that changes the result (not the device or display settings)."""
+        keyed = {k: v for k, v in self.resolved.items() if k not in ("device",)}
+        keyed["train"] = {k: v for k, v in keyed["train"].items() if k not in ("progress",)}
+        o = self.resolved["optimizer"]
+        return f"{self.optimizer}-{self.param.name}-w{self.model.width}-d{self.model.depth}-lr{o['lr']:.3g}-s{self.seed}-{config_hash(keyed, 8)}"
+
+
+def load_run_config(overrides: list[str]) -> RunConfig:
+    """Compose and validate; every problem is a one-line MupxError."""
+    resolved = to_dict(compose(overrides))
+    if not isinstance(resolved.get("seed"), int) or isinstance(resolved.get("seed"), bool):
+        raise MupxError(f"seed must be an integer, got {resolved.get('seed')!r}")
+    device = resolved.get("device")
+    if not isinstance(device, str) or not (device in ("auto", "cpu", "cuda") or device.startswith("cuda:")):
+        raise MupxError(f"unknown device {device!r} (allowed: auto, cpu, cuda, cuda:N)")
+    name, options = parse_options(resolved["optimizer"])
+    return RunConfig(
+        model=typed(ModelConfig, resolved["model"], "model"),
+        param=typed(ParamConfig, resolved["param"], "param"),
+        optimizer=name,
+        options=options,
+        data=typed(DataConfig, resolved["data"], "data"),
+        train=typed(TrainConfig, resolved["train"], "train"),
+        seed=resolved["seed"],
+        device=device,
+        resolved=resolved,
+    )
