@@ -10,6 +10,7 @@ from typing import Annotated
 
 import click
 import typer
+import typer.exceptions
 from rich.console import Console
 
 from .errors import MupxError
@@ -104,6 +105,32 @@ def rules(
         render_plan(plan, console, fold=not all_layers)
 
 
+@app.command("coord-check")
+def coord_check(
+    optimizer: Annotated[str | None, typer.Option(help="optimizer name")] = None,
+    param: Annotated[str | None, typer.Option(help="mup | sp")] = None,
+    model: Annotated[str | None, typer.Option(help="gpt2 | llama")] = None,
+    widths: Annotated[str | None, typer.Option(help="comma-separated widths (default 64,128,256,512)")] = None,
+    depths: Annotated[str | None, typer.Option(help="comma-separated depths at a fixed width, instead of --widths")] = None,
+    steps: Annotated[int, typer.Option(help="training steps on one fixed batch")] = 5,
+    seeds: Annotated[int, typer.Option(help="seeds per width/depth (sizes are averaged over seeds)")] = 2,
+    lr: Annotated[float | None, typer.Option(help="optimizer.lr (default: the configured lr keys x --lr-mult)")] = None,
+    lr_mult: Annotated[float, typer.Option(help="multiplier on the configured lr keys (a large lr, mup's tip)")] = 3.0,
+    tolerance: Annotated[float, typer.Option(help="largest allowed |slope| of log size vs log width/depth")] = 0.25,
+    out: Annotated[Path | None, typer.Option(help="output folder (default runs/coord_check/<optimizer>-<param>-<axis>s)")] = None,
+    set_: Overrides = None,
+):
+    """Coordinate check as a gate: fit log activation size (and ρ_ΔW) against log width or depth per module
+    and step; exit 0 when every |slope| is within the tolerance, 1 when not."""
+    from .diagnostics.coord_check import make_spec, run_coord_check
+
+    flags = dict(optimizer=optimizer, param=param, model=model)
+    spec = make_spec(widths, depths, steps=steps, seeds=seeds, tolerance=tolerance, lr=lr, lr_mult=lr_mult,
+                     overrides=tuple(overrides_from(flags, set_)))  # fmt: skip
+    result = run_coord_check(spec, out, console=console)
+    raise typer.Exit(0 if result["verdict"] == "pass" else 1)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: one-line errors with exit code 2 for bad input, never a traceback."""
     try:
@@ -111,12 +138,14 @@ def main(argv: list[str] | None = None) -> None:
     except MupxError as e:
         print(f"mupx: error: {e}", file=sys.stderr)
         sys.exit(e.exit_code)
-    except click.exceptions.UsageError as e:
-        print(f"mupx: error: {' '.join(e.format_message().split())}", file=sys.stderr)
-        sys.exit(2)
-    except click.exceptions.Exit as e:
+    except (click.exceptions.Exit, typer.Exit) as e:
         sys.exit(e.exit_code)
-    except (click.exceptions.Abort, KeyboardInterrupt):
+    except (click.exceptions.ClickException, typer.exceptions.TyperException) as e:
+        # Typer >= 0.29 vendors its own click, whose exceptions derive from TyperException.
+        message = e.format_message() if hasattr(e, "format_message") else str(e)
+        print(f"mupx: error: {' '.join(message.split())}", file=sys.stderr)
+        sys.exit(2)
+    except (click.exceptions.Abort, typer.Abort, KeyboardInterrupt):
         print("mupx: interrupted", file=sys.stderr)
         sys.exit(130)
     if isinstance(code, int) and code:

@@ -55,7 +55,9 @@ class DataConfig:
         if self.source == "local" and not self.path:
             raise MupxError("data.path is required for data=local (a file or a folder of files)")
         if self.source == "hub" and not self.name:
-            raise MupxError("data.name is required for data=hub (a dataset name, e.g. roneneldan/TinyStories)")
+            raise MupxError(
+                "data.name is required for data=hub (a dataset name, e.g. roneneldan/TinyStories)"
+            )
 
     def cache_root(self) -> Path:
         """The folder holding mupx caches: data.cache_dir, else $MUPX_CACHE_DIR, else ~/.cache/mupx."""

@@ -87,7 +87,9 @@ def _check_field(dataset: Any, field: str, where: str) -> None:
         )
     dtype = getattr(dataset.features[field], "dtype", None)
     if dtype not in ("string", "large_string"):
-        raise MupxError(f"data.text_field {field!r} of {where} must hold strings, not {dataset.features[field]}")
+        raise MupxError(
+            f"data.text_field {field!r} of {where} must hold strings, not {dataset.features[field]}"
+        )
 
 
 def _split(dataset: Any, field: str, val_fraction: float, max_documents: int | None):
@@ -126,10 +128,14 @@ class LocalSource:
                 self.format, data_files=[str(f) for f in self.files], split=cfg.split, cache_dir=str(cache)
             )
         except ValueError as e:  # includes an unknown split name
-            raise MupxError(f"cannot read data.path {cfg.path!r} (split {cfg.split!r}): {_first_line(e)}") from None
+            raise MupxError(
+                f"cannot read data.path {cfg.path!r} (split {cfg.split!r}): {_first_line(e)}"
+            ) from None
         except datasets.exceptions.DatasetsError as e:
             cause = e.__cause__ or e
-            raise MupxError(f"cannot read data.path {cfg.path!r} as {self.format}: {_first_line(cause)}") from None
+            raise MupxError(
+                f"cannot read data.path {cfg.path!r} as {self.format}: {_first_line(cause)}"
+            ) from None
         _check_field(dataset, cfg.text_field, f"data.path {cfg.path!r}")
         return _split(dataset, cfg.text_field, cfg.val_fraction, cfg.max_documents)
 

@@ -42,11 +42,11 @@ class StdlibSource:
         root = stdlib_root()
         relpaths = stdlib_files(root)[:max_documents]
         digest = hashlib.sha256()
-        self._files: list[tuple[str, str]] = []
+        self._files: list[tuple[str, bytes]] = []
         for rel in relpaths:
             content = (root / rel).read_bytes()
             digest.update(f"{rel}\0{hashlib.sha256(content).hexdigest()}\n".encode())
-            self._files.append((rel, content.decode("utf-8", errors="replace")))
+            self._files.append((rel, content))
         self.corpus_hash = digest.hexdigest()
         self.val_fraction = val_fraction
         self.info = {"python": platform.python_version(), "stdlib_root": str(root), "n_files": len(relpaths)}
@@ -60,6 +60,7 @@ class StdlibSource:
 
     def documents(self) -> tuple[TextList, TextList]:
         train, val = [], []
-        for rel, text in self._files:
+        for rel, content in self._files:
+            text = content.decode("utf-8", errors="replace")
             (val if is_val(rel, self.val_fraction) else train).append(text)
         return TextList(train), TextList(val)

@@ -69,7 +69,8 @@ def token_dtype(n_vocab: int) -> np.dtype:
 
 def encode(tok: Tokenizer, batches: Iterable[list[str]], eot: int, dtype: np.dtype) -> Iterator[np.ndarray]:
     """For each batch of documents, one flat array: doc0 ids, eot, doc1 ids, eot, ..."""
-    tok.encode_special_tokens = True  # a literal "<|endoftext|>" inside a document is plain text
+    if hasattr(tok, "encode_special_tokens"):
+        tok.encode_special_tokens = True  # a literal "<|endoftext|>" inside a document is plain text
     encode_batch = getattr(tok, "encode_batch_fast", tok.encode_batch)  # fast: skips character offsets
     eot_arr = np.array([eot], dtype=dtype)
     for batch in batches:

@@ -1,0 +1,113 @@
+"""One training run: files, determinism, schedules, divergence and the step-0 plan check."""
+
+import json
+import math
+
+import pytest
+import torch
+
+from mupx.optim import PlanMismatchError, check_against_plan
+from mupx.runconfig import load_run_config
+from mupx.schedule import Schedule, attach
+from mupx.train import Trainer, run
+
+from .conftest import TINY
+
+
+def losses(run_dir):
+    return [json.loads(line)["loss"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_run_writes_its_folder_and_loss_decreases(tmp_path):
+    cfg = load_run_config(TINY + ["train.steps=60", "optimizer.lr=0.01", "train.eval_every=30"])
+    result = run(cfg, tmp_path / "r")
+    files = {p.name for p in (tmp_path / "r").iterdir()}
+    assert {"config.yaml", "plan.tsv", "plan.json", "groups.json", "metrics.jsonl", "result.json"} <= files
+    assert result["status"] == "completed" and result["steps"] == 60
+    assert result["final_train_loss"] < 0.9 * result["first_loss"]
+    assert math.isfinite(result["val_loss"]) and result["tokens"] == 60 * 4 * 32
+    assert result["data"]["corpus_hash"] and result["run_id"] == cfg.run_id
+    saved = json.loads((tmp_path / "r" / "result.json").read_text())
+    assert saved == json.loads(json.dumps(result))
+    groups = json.loads((tmp_path / "r" / "groups.json").read_text())["groups"]
+    plan = json.loads((tmp_path / "r" / "plan.json").read_text())
+    lrs = {r["name"]: r["lr"] for r in plan["rows"]}
+    for g in groups:  # the optimizer's real settings at step 0 are the plan's
+        for name in g["names"]:
+            assert math.isclose(g["initial_lr"], lrs[name])
+
+
+def test_same_seed_gives_bit_identical_losses(tmp_path):
+    overrides = TINY + ["train.steps=8", "seed=3"]
+    run(load_run_config(overrides), tmp_path / "a")
+    run(load_run_config(overrides), tmp_path / "b")
+    run(load_run_config(TINY + ["train.steps=8", "seed=4"]), tmp_path / "c")
+    assert losses(tmp_path / "a") == losses(tmp_path / "b")
+    assert losses(tmp_path / "a") != losses(tmp_path / "c")
+
+
+def test_diverging_lr_is_a_result(tmp_path):
+    result = run(load_run_config(TINY + ["train.steps=40", "optimizer.lr=30", "train.warmup=0"]), tmp_path / "d")
+    assert result["status"] == "diverged" and result["reason"]
+    assert result["final_train_loss"] is None and result["steps"] < 40
+    assert json.loads((tmp_path / "d" / "result.json").read_text())["status"] == "diverged"
+
+
+@pytest.mark.parametrize("kind", ["constant", "cosine", "linear", "wsd"])
+def test_schedules_keep_group_lr_ratios(kind):
+    trainer = Trainer.build(load_run_config(TINY + ["model.width=256", f"train.schedule={kind}", "train.steps=50"]))
+    plan_lr = {}
+    names = {id(p): n for n, p in trainer.model.named_parameters()}
+    for g in trainer.optimizer.param_groups:
+        plan_lr[id(g)] = trainer.plan.row(names[id(g["params"][0])]).lr
+    assert len({round(v, 12) for v in plan_lr.values()}) > 1  # μP gives the groups different lrs
+    factors = []
+    for step in range(50):
+        ratios = {g["lr"] / plan_lr[id(g)] for g in trainer.optimizer.param_groups}
+        assert max(ratios) - min(ratios) < 1e-12, (step, ratios)
+        factors.append(ratios.pop())
+        trainer.scheduler.step()
+    assert math.isclose(factors[0], Schedule(kind, 50, 0.1, 0.1, 0.2)(0))
+    if kind != "constant":
+        assert factors[-1] < 0.2
+
+
+def test_plan_check_fires_when_a_group_is_tampered_with():
+    trainer = Trainer.build(load_run_config(TINY + ["model.width=128"]))
+    check_against_plan(trainer.optimizer, trainer.model, trainer.plan, trainer.lr_factor())
+    hidden = next(g for g in trainer.optimizer.param_groups if any(".attn." in n for n in g["names"]))
+    hidden["lr"] *= 2
+    with pytest.raises(PlanMismatchError, match="μP would be off"):
+        check_against_plan(trainer.optimizer, trainer.model, trainer.plan, trainer.lr_factor())
+    hidden["lr"] /= 2
+    trainer.optimizer.param_groups[0]["weight_decay"] = 0.5
+    with pytest.raises(PlanMismatchError, match="weight_decay"):
+        check_against_plan(trainer.optimizer, trainer.model, trainer.plan, trainer.lr_factor())
+
+
+def test_plan_check_catches_a_scheduler_that_sets_lrs_absolutely():
+    trainer = Trainer.build(load_run_config(TINY + ["model.width=128"]))
+    for g in trainer.optimizer.param_groups:
+        g["lr"] = 1e-3  # what a misconfigured scheduler does
+    with pytest.raises(PlanMismatchError):
+        check_against_plan(trainer.optimizer, trainer.model, trainer.plan, trainer.lr_factor())
+
+
+def test_plan_check_catches_a_dropped_group():
+    trainer = Trainer.build(load_run_config(TINY))
+    trainer.optimizer.param_groups.pop()
+    with pytest.raises(PlanMismatchError, match="in no optimizer group"):
+        check_against_plan(trainer.optimizer, trainer.model, trainer.plan, trainer.lr_factor())
+
+
+def test_llama_flavour_trains(tmp_path):
+    result = run(load_run_config(TINY + ["model=llama", "train.steps=30", "optimizer.lr=0.01"]), tmp_path / "l")
+    assert result["status"] == "completed" and result["final_train_loss"] < result["first_loss"]
+
+
+def test_tied_embeddings_share_one_tensor():
+    trainer = Trainer.build(load_run_config(TINY + ["model.tie_embeddings=true"]))
+    names = [r.name for r in trainer.plan.rows]
+    assert "lm_head.weight" not in names and "tok_emb.weight" in names
+    x = torch.zeros(1, 4, dtype=torch.long)
+    assert trainer.model(x).shape == (1, 4, trainer.corpus.vocab_size)
