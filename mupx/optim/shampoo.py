@@ -40,9 +40,10 @@ Choices:
   gradient is rank-deficient (at most batch·tokens directions), so most eigenvalues sit at the scale of
   ε, and float32 eigh has absolute eigenvalue errors ~1e-7·λ_max. Measured on a rank-64 factor of a
   256×256 (and rank-128 of 1024×1024) gradient: float32 roots are 0.7% off (Frobenius) at ε = 1e-6·λ_max
-  and 17–19% at ε = 1e-8·λ_max, i.e. set by rounding rather than by the μP-scaled ε; float64 removes
-  that for about 2× float32's eigh time on CPU (6 vs 3 ms at 256, 250 vs 135 ms at 1024), paid once
-  every k steps.
+  and 17–19% at ε = 1e-8·λ_max, i.e. set by rounding rather than by the μP-scaled ε. (The update of a
+  gradient inside the factor's range was still within 4e-5, because rounding hits the near-null
+  directions; the stale-root steps above are exactly where the momentum leaves that range.) float64
+  costs about 2× float32's eigh time on CPU (6 vs 3 ms at 256, 250 vs 135 ms at 1024), once every k steps.
 - σ_max by warm-started power iteration (mupx.optim.spectral), 5 iterations every step (Qiu et al. use
   5 in their first 50 steps and 1 after): it costs O(fan_in·fan_out) per iteration, small next to the
   O(fan_in·fan_out·B) preconditioning, and an underestimated σ_max inflates the update.
@@ -124,7 +125,7 @@ class ShampooOptions:
         if self.max_precond_dim < 1:
             raise MupxError(f"optimizer.max_precond_dim must be >= 1, got {self.max_precond_dim}")
         if self.precondition_every < 1:
-            raise MupxError(f"optimizer.precondition_every must be >= 1 (steps), got {self.precondition_every}")
+            raise MupxError(f"optimizer.precondition_every must be >= 1, got {self.precondition_every}")
         if self.graft not in ("none", "adam"):
             raise MupxError(f"optimizer.graft must be one of none, adam, got {self.graft!r}")
         if self.graft == "adam" and self.spectral_norm:
@@ -173,15 +174,15 @@ class Shampoo(torch.optim.Optimizer):
                 needed += ["graft_eps"] if group["graft"] == "adam" else []
                 for p in group["params"]:
                     if p.ndim != 2:
-                        raise ValueError(f"shampoo group {i} holds a {p.ndim}-D tensor (hidden matrices only)")
+                        raise ValueError(f"shampoo group {i} holds a {p.ndim}-D tensor (matrices only)")
                     fo, fi = p.shape
                     sides = (fo <= group["max_precond_dim"], fi <= group["max_precond_dim"])
                     block_count(fi, fo, group["block_size"], sides)  # one-line MupxError if B does not divide
             elif group.get("update") != "adamw":
-                raise ValueError(f"group {i} has update {group.get('update')!r} (Shampoo handles shampoo, adamw)")
+                raise ValueError(f"group {i} has update {group.get('update')!r} (allowed: shampoo, adamw)")
             missing = [k for k in needed if k not in group]
             if missing:
-                raise ValueError(f"group {i} lacks {missing}: lr, weight_decay and ε come from the plan's groups")
+                raise ValueError(f"group {i} lacks {missing}: these come from the plan, not defaults")
 
     @torch.no_grad()
     def step(self, closure=None):

@@ -189,6 +189,12 @@ def build_plan(cfg: ModelConfig, param: ParamConfig, optimizer: str, options, vo
         block = in_block(name)
         r: RoleRule = rule(Tensor(role, fan_in, fan_out, block), ctx)
         base_r: RoleRule = rule(Tensor(role, base_in, base_out, block), ctx)
+        if mup and (r.update, r.lr, r.eps, r.lr_key) != (base_r.update, base_r.lr, base_r.eps, base_r.lr_key):
+            raise MupxError(
+                f"{name}: the {optimizer} rule changes form between the base shape and the target "
+                f"(lr {base_r.lr} -> {r.lr}), e.g. a side crosses optimizer.max_precond_dim; "
+                "multipliers would compare different updates: raise max_precond_dim or move the base shape"
+            )
         m = (
             Multiples(
                 fan_in=fan_in / base_in,

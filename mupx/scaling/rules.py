@@ -211,8 +211,10 @@ def shampoo(t: Tensor, ctx: Context) -> RoleRule:
     """Shampoo ΔW = -η (L+εI)^-e_L G (R+εI)^-e_R on hidden matrices; AdamW elsewhere.
 
     E = e_L + e_R over the preconditioned sides; n_blk preconditioner blocks.
-    lr: (fan_out/fan_in)^(1-E) · n_blk^-E · m_L^(1-2E) (Qiu et al. Table 1 via 2603.00541 App. C.9 [S],
-        their code [I]); · m_L^(α-1) for α != 1 [ours, matches 2603.00541 Table 10 at E=1/2, α=1/2].
+    lr: (fan_out/fan_in)^(1-E) · n_blk^-E · m_L^(1-2E) at α=1 (Qiu et al. Table 1 via 2603.00541 App. C.9
+        [S], their code [I]). For general α the block gradient scales m_L^-α, so the preconditioned update
+        scales m_L^(-α(1-2E)), and the step must scale m_L^(α-1): depth exponent α(1-2E) + α - 1 [ours;
+        equals Table 10's m_L^-1/2 at E=1/2, α=1/2].
         Grafted from Adam: Adam's hidden rule (Qiu code [I]). Explicit spectral normalisation of the
         update (2512.05620): constant, m_L^(α-1).
     ε (matrix): fan_in/fan_out · m_L^-2α · n_blk^-1 (Qiu code ``matrix_eps·(din/dout)/N²/nb`` [I];
@@ -230,7 +232,7 @@ def shampoo(t: Tensor, ctx: Context) -> RoleRule:
     elif o.spectral_norm:
         lr = Mono(depth=a - 1)
     else:
-        lr = Mono(fan_out=1 - E, fan_in=-(1 - E), blocks=-E, depth=(1 - 2 * E) + (a - 1))
+        lr = Mono(fan_out=1 - E, fan_in=-(1 - E), blocks=-E, depth=a * (1 - 2 * E) + (a - 1))
     eps = Mono(fan_in=1, fan_out=-1, depth=-2 * a, blocks=-1)
     graft_eps = adam_like(t, ctx).eps
     return RoleRule("shampoo", lr, eps, extra={"graft_eps": graft_eps}, n_blocks=n_blk)
