@@ -70,7 +70,11 @@ def train(
     out = out or Path("runs") / "train" / cfg.run_id
     result = run(cfg, out, console=console)
     loss = result["final_train_loss"]
-    summary = f"{result['status']}: train loss {loss:.4f}, val loss {result['val_loss']:.4f}" if loss is not None else f"{result['status']}: {result['reason']}"
+    summary = (
+        f"{result['status']}: train loss {loss:.4f}, val loss {result['val_loss']:.4f}"
+        if loss is not None
+        else f"{result['status']}: {result['reason']}"
+    )
     console.print(f"{summary}, {result['tokens_per_s']:,.0f} tok/s -> {out}")
 
 
@@ -85,7 +89,9 @@ def rules(
     base_depth: Annotated[int | None, typer.Option(help="base (proxy) depth")] = None,
     vocab: Annotated[int | None, typer.Option(help="vocabulary size (default: data.vocab_size)")] = None,
     json_: Annotated[bool, typer.Option("--json", help="print the plan as JSON")] = False,
-    all_layers: Annotated[bool, typer.Option("--all", help="one row per tensor (default: identical layers folded)")] = False,
+    all_layers: Annotated[
+        bool, typer.Option("--all", help="one row per tensor (default: identical layers folded)")
+    ] = False,
     set_: Overrides = None,
 ):
     """Show what μP does to every tensor: role, fans, multipliers, init std, lr, wd, ε, forward multiplier."""
@@ -98,7 +104,9 @@ def rules(
     cfg = load_run_config(overrides_from(flags, set_))
     if vocab is not None and vocab <= 0:
         raise MupxError(f"--vocab must be a positive integer, got {vocab}")
-    plan = build_plan(cfg.model, cfg.param, cfg.optimizer, cfg.options, vocab or cfg.data.vocab_size, cfg.train.seq_len)
+    plan = build_plan(
+        cfg.model, cfg.param, cfg.optimizer, cfg.options, vocab or cfg.data.vocab_size, cfg.train.seq_len
+    )
     if json_:
         print(json.dumps(plan.to_json(), indent=2))
     else:
@@ -110,14 +118,24 @@ def coord_check(
     optimizer: Annotated[str | None, typer.Option(help="optimizer name")] = None,
     param: Annotated[str | None, typer.Option(help="mup | sp")] = None,
     model: Annotated[str | None, typer.Option(help="gpt2 | llama")] = None,
-    widths: Annotated[str | None, typer.Option(help="comma-separated widths (default 64,128,256,512)")] = None,
-    depths: Annotated[str | None, typer.Option(help="comma-separated depths at a fixed width, instead of --widths")] = None,
+    widths: Annotated[
+        str | None, typer.Option(help="comma-separated widths (default 64,128,256,512)")
+    ] = None,
+    depths: Annotated[
+        str | None, typer.Option(help="comma-separated depths at a fixed width, instead of --widths")
+    ] = None,
     steps: Annotated[int, typer.Option(help="training steps on one fixed batch")] = 5,
     seeds: Annotated[int, typer.Option(help="seeds per width/depth (sizes are averaged over seeds)")] = 2,
-    lr: Annotated[float | None, typer.Option(help="optimizer.lr (default: the configured lr keys x --lr-mult)")] = None,
-    lr_mult: Annotated[float, typer.Option(help="multiplier on the configured lr keys (a large lr, mup's tip)")] = 3.0,
-    tolerance: Annotated[float, typer.Option(help="largest allowed |slope| of log size vs log width/depth")] = 0.25,
-    out: Annotated[Path | None, typer.Option(help="output folder (default runs/coord_check/<optimizer>-<param>-<axis>s)")] = None,
+    lr: Annotated[
+        float | None, typer.Option(help="optimizer.lr (default: the configured lr keys x --lr-mult)")
+    ] = None,
+    lr_mult: Annotated[float, typer.Option(help="multiplier on the configured lr and *_lr keys")] = 1.0,
+    tolerance: Annotated[
+        float, typer.Option(help="largest allowed |slope| of log size vs log width/depth")
+    ] = 0.5,
+    out: Annotated[
+        Path | None, typer.Option(help="output folder (default runs/coord_check/<optimizer>-<param>-<axis>s)")
+    ] = None,
     set_: Overrides = None,
 ):
     """Coordinate check as a gate: fit log activation size (and ρ_ΔW) against log width or depth per module
@@ -129,6 +147,58 @@ def coord_check(
                      overrides=tuple(overrides_from(flags, set_)))  # fmt: skip
     result = run_coord_check(spec, out, console=console)
     raise typer.Exit(0 if result["verdict"] == "pass" else 1)
+
+
+@app.command()
+def sweep(
+    optimizer: Annotated[str, typer.Option(help="optimizer name")] = "adamw",
+    model: Annotated[str, typer.Option(help="gpt2 | llama")] = "gpt2",
+    widths: Annotated[str, typer.Option(help="comma-separated widths")] = "64,128,256",
+    depths: Annotated[str | None, typer.Option(help="comma-separated depths (default: the model's)")] = None,
+    lrs: Annotated[str, typer.Option(help="list (1e-3,3e-3), log2 range (2^-12:2^-4:0.5) or auto")] = "auto",
+    seeds: Annotated[int, typer.Option(help="seeds per point")] = 1,
+    param: Annotated[str, typer.Option(help="mup | sp | both")] = "mup",
+    hp: Annotated[
+        list[str] | None,
+        typer.Option(help="extra axis key=v1,v2 (repeatable), e.g. optimizer.weight_decay=0,0.1"),
+    ] = None,
+    steps: Annotated[int | None, typer.Option(help="steps per run (default: train.steps)")] = None,
+    base_width: Annotated[
+        int | None, typer.Option(help="μP base width (default: the smallest width)")
+    ] = None,
+    base_depth: Annotated[
+        int | None, typer.Option(help="μP base depth (default: the smallest depth)")
+    ] = None,
+    name: Annotated[
+        str | None, typer.Option(help="sweep name (default from optimizer, param and widths)")
+    ] = None,
+    root: Annotated[Path, typer.Option(help="folder holding sweeps")] = Path("runs"),
+    jobs: Annotated[
+        int | None, typer.Option(help="concurrent runs (default: one per GPU x runs-per-gpu, or 2 on CPU)")
+    ] = None,
+    executor: Annotated[str, typer.Option(help="local | slurm")] = "local",
+    runs_per_gpu: Annotated[int, typer.Option(help="small runs sharing one GPU")] = 1,
+    gpus_per_run: Annotated[int, typer.Option(help="GPUs per run (>1 starts torchrun)")] = 1,
+    tolerance: Annotated[
+        float, typer.Option(help="drift (octaves over the swept range) that still counts as transfer")
+    ] = 0.5,
+    partition: Annotated[str | None, typer.Option(help="slurm: partition")] = None,
+    time_min: Annotated[int, typer.Option(help="slurm: time limit per run, minutes")] = 60,
+    array_parallelism: Annotated[int, typer.Option(help="slurm: at most this many array tasks at once")] = 64,
+    dry_run: Annotated[bool, typer.Option(help="slurm: print the sbatch script and submit nothing")] = False,
+    set_: Overrides = None,
+):
+    """LR sweeps of proxies over widths/depths (x seeds x SP/μP), run in parallel, fitted into sweep.json."""
+    from .sweep.command import run_sweep_command
+
+    run_sweep_command(
+        dict(optimizer=optimizer, model=model, widths=widths, depths=depths, lrs=lrs, seeds=seeds, param=param,
+             hp=hp or [], steps=steps, base_width=base_width, base_depth=base_depth, name=name, root=root,
+             jobs=jobs, executor=executor, runs_per_gpu=runs_per_gpu, gpus_per_run=gpus_per_run,
+             tolerance=tolerance, partition=partition, time_min=time_min,
+             array_parallelism=array_parallelism, dry_run=dry_run, overrides=set_ or []),
+        console,
+    )  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -71,7 +71,11 @@ class RunConfig:
 
 def load_run_config(overrides: list[str]) -> RunConfig:
     """Compose and validate; every problem is a one-line MupxError."""
-    resolved = to_dict(compose(overrides))
+    return from_resolved(to_dict(compose(overrides)))
+
+
+def from_resolved(resolved: dict) -> RunConfig:
+    """Validate an already composed config (a plain dict, as saved in config.yaml)."""
     if not isinstance(resolved.get("seed"), int) or isinstance(resolved.get("seed"), bool):
         raise MupxError(f"seed must be an integer, got {resolved.get('seed')!r}")
     device = resolved.get("device")

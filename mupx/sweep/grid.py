@@ -1,0 +1,147 @@
+"""The sweep grid: widths × depths × learning rates × extra hyperparameters × seeds × parameterizations,
+expanded into one Hydra override list (and so one stable run id) per run."""
+
+from __future__ import annotations
+
+import itertools
+import math
+import re
+from dataclasses import asdict, dataclass, field
+
+from ..errors import MupxError
+
+PARAMS = {"mup": ["mup"], "sp": ["sp"], "both": ["mup", "sp"]}
+
+
+def parse_ints(text: str, flag: str) -> list[int]:
+    """'64,128,256' -> [64, 128, 256]: positive, distinct, increasing."""
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise MupxError(
+            f"{flag} {text!r} is not a comma-separated list of integers (e.g. 64,128,256)"
+        ) from None
+    if not values or any(v <= 0 for v in values):
+        raise MupxError(f"{flag} {text!r} must list positive integers (e.g. 64,128,256)")
+    if values != sorted(set(values)):
+        raise MupxError(f"{flag} {text!r} must be increasing without repeats")
+    return values
+
+
+def _number(text: str, flag: str) -> float:
+    """A float, or a power of two written 2^-10."""
+    t = text.strip()
+    m = re.fullmatch(r"2\^(-?\d+(?:\.\d+)?)", t)
+    try:
+        return 2.0 ** float(m.group(1)) if m else float(t)
+    except ValueError:
+        raise MupxError(f"{flag}: {t!r} is not a number or a power of two like 2^-10") from None
+
+
+def parse_lrs(text: str) -> list[float] | None:
+    """Learning rates: a list ('1e-3,3e-3'), a log2 range 'START:STOP:STEP' with powers of two
+    ('2^-12:2^-4:0.5' = 2^-12 … 2^-4 in half-octave steps), or 'auto' (None)."""
+    text = text.strip()
+    if text == "auto":
+        return None
+    if ":" in text:
+        parts = text.split(":")
+        if len(parts) != 3:
+            raise MupxError(f"--lrs {text!r}: a range is START:STOP:STEP_IN_OCTAVES, e.g. 2^-12:2^-4:0.5")
+        start, stop = _number(parts[0], "--lrs"), _number(parts[1], "--lrs")
+        step = _number(parts[2], "--lrs")
+        if start <= 0 or stop <= 0:
+            raise MupxError(f"--lrs {text!r}: learning rates must be > 0")
+        if step <= 0 or stop < start:
+            raise MupxError(f"--lrs {text!r}: STOP must be >= START and the octave step > 0")
+        n = math.floor((math.log2(stop) - math.log2(start)) / step + 1e-9) + 1
+        if n > 64:
+            raise MupxError(f"--lrs {text!r} gives {n} learning rates (at most 64)")
+        return [2.0 ** (math.log2(start) + i * step) for i in range(n)]
+    values = [_number(v, "--lrs") for v in text.split(",") if v.strip()]
+    if not values or any(v <= 0 for v in values):
+        raise MupxError(f"--lrs {text!r} must list learning rates > 0, a range like 2^-12:2^-4:0.5, or auto")
+    return sorted(set(values))
+
+
+def parse_hp(items: list[str]) -> dict[str, list]:
+    """'--hp optimizer.weight_decay=0,0.1' (repeatable) -> {'optimizer.weight_decay': [0.0, 0.1]}."""
+    hp: dict[str, list] = {}
+    for item in items or []:
+        if "=" not in item:
+            raise MupxError(f"--hp {item!r}: expected key=v1,v2 (e.g. optimizer.weight_decay=0,0.1)")
+        key, values = item.split("=", 1)
+        key = key.strip()
+        if key in ("optimizer.lr", "model.width", "model.depth", "seed"):
+            raise MupxError(f"--hp {key}: use --lrs / --widths / --depths / --seeds for this axis")
+        parsed = [_hp_value(v) for v in values.split(",") if v.strip()]
+        if not parsed:
+            raise MupxError(f"--hp {item!r} lists no values")
+        hp[key] = parsed
+    return hp
+
+
+def _hp_value(v: str):
+    try:
+        return _number(v, "--hp")
+    except MupxError:
+        return v.strip()
+
+
+@dataclass(frozen=True)
+class AutoLR:
+    """Auto mode: a coarse 1-octave grid of ``coarse`` points centred on ``center``, extended by one
+    octave past an edge optimum (at most ``max_extend`` times per side), then refined with half-octave
+    points either side of each series' optimum."""
+
+    center: float
+    coarse: int = 5
+    max_extend: int = 4
+    resolution: float = 0.5
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    name: str
+    model: str
+    optimizer: str
+    params: tuple[str, ...]
+    widths: tuple[int, ...]
+    depths: tuple[int, ...]
+    lrs: tuple[float, ...] | None
+    seeds: tuple[int, ...]
+    hp: dict[str, list] = field(default_factory=dict)
+    base_width: int = 0
+    base_depth: int = 0
+    steps: int = 0
+    overrides: tuple[str, ...] = ()
+    tolerance: float = 0.5
+    auto: AutoLR | None = None
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, d: dict) -> SweepSpec:
+        d = dict(d)
+        d["auto"] = AutoLR(**d["auto"]) if d.get("auto") else None
+        for k in ("params", "widths", "depths", "seeds", "overrides"):
+            d[k] = tuple(d[k])
+        d["lrs"] = tuple(d["lrs"]) if d.get("lrs") is not None else None
+        return cls(**d)
+
+    def series(self) -> list[tuple[str, int, int, tuple]]:
+        """Every (param, width, depth, hp combo) whose lr curve the fit needs."""
+        combos = [tuple(zip(self.hp, values)) for values in itertools.product(*self.hp.values())] or [()]
+        return [(p, w, d, c) for p in self.params for w in self.widths for d in self.depths for c in combos]
+
+    def overrides_for(
+        self, param: str, width: int, depth: int, combo: tuple, lr: float, seed: int
+    ) -> list[str]:
+        base = [
+            f"model={self.model}", f"optimizer={self.optimizer}", f"param={param}", f"model.width={width}",
+            f"model.depth={depth}", f"param.base_width={self.base_width}", f"param.base_depth={self.base_depth}",
+            f"train.steps={self.steps}", *self.overrides, *(f"{k}={v!r}" if isinstance(v, float) else f"{k}={v}" for k, v in combo),
+            f"optimizer.lr={lr!r}", f"seed={seed}", "train.progress=false",
+        ]  # fmt: skip
+        return base

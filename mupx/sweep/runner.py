@@ -1,0 +1,179 @@
+"""``mupx sweep``: expand the grid, run what has not finished, fit, and keep ``sweep.json`` current.
+
+Re-running the same command resumes: runs whose folder holds a completed or diverged result are skipped,
+failed and unfinished runs run again. In ``auto`` lr mode the grid grows in rounds until every series'
+optimum is bracketed and resolved to half an octave.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections import defaultdict
+from collections.abc import Callable
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from ..config import compose, to_dict
+from ..errors import MupxError
+from ..fit import fit_sweep
+from ..runconfig import from_resolved
+from .executors import Task
+from .grid import SweepSpec
+from .lock import SweepLock
+from .store import FINISHED, read_result, read_spec, record, spec_path, write_spec, write_sweep_json
+
+IGNORED_KEYS = ("device",)  # may differ between machines without changing the run
+
+
+def comparable(resolved: dict) -> dict:
+    d = {k: v for k, v in resolved.items() if k not in IGNORED_KEYS}
+    d["train"] = {k: v for k, v in d["train"].items() if k != "progress"}
+    return d
+
+
+class Sweep:
+    def __init__(self, spec: SweepSpec, folder: Path, command: list[str]):
+        self.spec, self.folder, self.command = spec, Path(folder), command
+        self.tasks: dict[str, Task] = {}
+        self.results: dict[str, dict | None] = {}
+        self._made: dict[tuple, Task] = {}
+        self._composed: dict[tuple, dict] = {}
+
+    # --- the grid ----------------------------------------------------------------------------------
+    def task(self, series: tuple, lr: float, seed: int) -> Task:
+        key = (series, lr, seed)
+        if key not in self._made:
+            self._made[key] = self._make_task(series, lr, seed)
+        return self._made[key]
+
+    def _make_task(self, series: tuple, lr: float, seed: int) -> Task:
+        param, width, depth, combo = series
+        overrides = self.spec.overrides_for(param, width, depth, combo, lr, seed)
+        if series not in self._composed:  # one Hydra compose per series; lr and seed are set directly
+            self._composed[series] = to_dict(compose(overrides))
+        resolved = copy.deepcopy(self._composed[series])
+        resolved["optimizer"]["lr"], resolved["seed"] = lr, seed
+        cfg = from_resolved(resolved)  # validates every run before anything runs
+        run_dir = self.folder / "runs" / cfg.run_id
+        axes = {"param": param, "width": width, "depth": depth, "lr": lr, "seed": seed, "hp": dict(combo)}
+        self._check_folder(run_dir, cfg.resolved)
+        return Task(cfg.run_id, overrides, axes, run_dir, self.folder / "logs" / f"{cfg.run_id}.log")
+
+    def _check_folder(self, run_dir: Path, resolved: dict) -> None:
+        """A run folder holding a different config is refused, never mixed into the results."""
+        saved = run_dir / "config.yaml"
+        if saved.exists():
+            try:
+                theirs = OmegaConf.to_container(OmegaConf.load(saved), resolve=True)
+            except Exception:
+                theirs = None  # unreadable: the run did not finish writing; it reruns
+            if theirs is not None and comparable(theirs) != comparable(resolved):
+                raise MupxError(
+                    f"run folder {run_dir} holds a run with a different config; refusing to mix it into this sweep"
+                )
+
+    def lrs_for(self, series: tuple) -> list[float]:
+        """Grid mode: the spec's list. Auto mode: the points the results so far call for."""
+        if self.spec.lrs is not None:
+            return list(self.spec.lrs)
+        auto = self.spec.auto
+        c = math.log2(auto.center)
+        half = auto.coarse // 2
+        points = {c + i for i in range(-half, auto.coarse - half)}
+        lo_limit, hi_limit = c - half - auto.max_extend, c + (auto.coarse - half - 1) + auto.max_extend
+        while True:
+            means = self._series_losses(series, points)
+            if means is None:
+                break  # results pending: this round is not over
+            xs = sorted(points)
+            best = min(range(len(xs)), key=lambda i: means[xs[i]])
+            new = set()
+            if best == 0 and xs[0] - 1 >= lo_limit:
+                new.add(xs[0] - 1)
+            elif best == len(xs) - 1 and xs[-1] + 1 <= hi_limit:
+                new.add(xs[-1] + 1)
+            else:
+                for nb in (best - 1, best + 1):
+                    if 0 <= nb < len(xs) and abs(xs[nb] - xs[best]) > auto.resolution + 1e-9:
+                        new.add((xs[nb] + xs[best]) / 2)
+            if not new - points:
+                break
+            points |= new
+        return [2.0**x for x in sorted(points)]
+
+    def _series_losses(self, series: tuple, points: set[float]) -> dict[float, float] | None:
+        means = {}
+        for x in points:
+            losses = []
+            for seed in self.spec.seeds:
+                t = self.task(series, 2.0**x, seed)
+                r = self.results.get(t.run_id) or read_result(t.run_dir)
+                if r is None or r["status"] not in FINISHED:
+                    return None
+                losses.append(record(t.run_id, t.axes, r)["loss"])
+            finite = [v for v in losses if v is not None and math.isfinite(v)]
+            means[x] = sum(finite) / len(finite) if finite else math.inf
+        return means
+
+    def all_tasks(self) -> list[Task]:
+        tasks = []
+        for series in self.spec.series():
+            for lr in self.lrs_for(series):
+                for seed in self.spec.seeds:
+                    tasks.append(self.task(series, lr, seed))
+        for t in tasks:
+            self.tasks[t.run_id] = t
+        return tasks
+
+    # --- running -----------------------------------------------------------------------------------
+    def records(self) -> list[dict]:
+        return [
+            record(t.run_id, t.axes, self.results.get(t.run_id) or read_result(t.run_dir))
+            for t in self.tasks.values()
+        ]
+
+    def write(self) -> dict:
+        runs = self.records()
+        return write_sweep_json(
+            self.folder, self.spec, runs, fit_sweep(runs, tolerance_octaves=self.spec.tolerance), self.command
+        )
+
+    def run(self, executor, progress: Callable[[str, dict], None] | None = None) -> dict:
+        """Run rounds until nothing is left to run; returns the final sweep.json document."""
+        with SweepLock(self.folder) as lock:
+            if lock.took_over is not None and progress:
+                progress("stale-lock", lock.took_over)
+            if spec_path(self.folder).exists() and read_spec(self.folder) != self.spec:
+                if progress:
+                    progress("spec-changed", {})
+            write_spec(self.folder, self.spec)
+            while True:
+                tasks = self.all_tasks()
+                todo = [t for t in tasks if (read_result(t.run_dir) or {}).get("status") not in FINISHED]
+                if progress:
+                    progress("round", {"total": len(tasks), "todo": len(todo), "records": self.records()})
+                if not todo:
+                    break
+
+                def done(task: Task, result: dict) -> None:
+                    self.results[task.run_id] = result
+                    doc = self.write()
+                    if progress:
+                        progress("done", {"task": task, "result": result, "records": doc["runs"]})
+
+                executor.run(todo, done)
+                if self.spec.lrs is not None:
+                    break
+            return self.write()
+
+
+def best_by_width(records: list[dict]) -> dict[tuple, float]:
+    """Lowest finished loss so far per (param, width, depth): shown on the progress bar."""
+    best: dict[tuple, float] = defaultdict(lambda: math.inf)
+    for r in records:
+        if r["loss"] is not None:
+            key = (r["param"], r["width"], r["depth"])
+            best[key] = min(best[key], r["loss"])
+    return dict(best)
