@@ -20,7 +20,9 @@ from .helpers import GPT2, MUP, plan
 
 OPTS = AdoptOptions(lr=3e-3, betas=(0.9, 0.9999), eps=1e-6, clip_exponent=0.25, weight_decay=0.0)
 TINY = dataclasses.replace(GPT2, width=64, depth=2, head_dim=16)
-TINY_MUP = dataclasses.replace(MUP, base_width=32, base_depth=2)  # width 64 = 2 × base: non-trivial multipliers
+TINY_MUP = dataclasses.replace(
+    MUP, base_width=32, base_depth=2
+)  # width 64 = 2 × base: non-trivial multipliers
 VOCAB, CONTEXT, BATCH = 256, 32, 8
 
 
@@ -36,7 +38,9 @@ DATA = tokens()
 
 
 def batch(step: int) -> tuple[torch.Tensor, torch.Tensor]:
-    starts = torch.randint(0, len(DATA) - CONTEXT - 1, (BATCH,), generator=torch.Generator().manual_seed(1000 + step))
+    starts = torch.randint(
+        0, len(DATA) - CONTEXT - 1, (BATCH,), generator=torch.Generator().manual_seed(1000 + step)
+    )
     windows = torch.stack([DATA[s : s + CONTEXT + 1] for s in starts.tolist()])
     return windows[:, :-1], windows[:, 1:]
 
@@ -241,7 +245,9 @@ def test_plan_takes_adams_rules(width, depth):
         elif r.role is Role.INPUT:
             assert r.lr_mult == 1 and math.isclose(r.eps_mult, 1 / m)
         else:
-            assert r.lr_mult == 1 and math.isclose(r.eps_mult, 1 / (m * (ml if r.name.startswith("blocks.") else 1))), r.name
+            assert r.lr_mult == 1 and math.isclose(
+                r.eps_mult, 1 / (m * (ml if r.name.startswith("blocks.") else 1))
+            ), r.name
         assert math.isclose(r.lr, OPTS.lr * r.lr_mult) and math.isclose(r.eps, OPTS.eps * r.eps_mult)
     half = plan(width=width, depth=depth, optimizer="adopt", options=OPTS, depth_alpha=0.5)
     q = half.row("blocks.1.attn.q.weight")
@@ -256,4 +262,6 @@ def test_yaml_matches_the_options():
     cfg = OmegaConf.to_container(OmegaConf.load(Path(__file__).parents[1] / "configs/optimizer/adopt.yaml"))
     assert cfg.pop("name") == "adopt"
     assert set(cfg) == {f.name for f in dataclasses.fields(AdoptOptions)}
-    assert typed(AdoptOptions, cfg, "optimizer") == AdoptOptions(lr=1e-3, betas=(0.9, 0.9999), eps=1e-6, clip_exponent=0.25, weight_decay=0.0)
+    assert typed(AdoptOptions, cfg, "optimizer") == AdoptOptions(
+        lr=1e-3, betas=(0.9, 0.9999), eps=1e-6, clip_exponent=0.25, weight_decay=0.0
+    )

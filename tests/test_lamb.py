@@ -18,9 +18,11 @@ from mupx.scaling.roles import Role
 
 from .helpers import GPT2, MUP, plan
 
-OPTS = LambOptions(lr=1e-2, betas=(0.9, 0.999), eps=1e-6, weight_decay=0.0)
+OPTS = LambOptions(lr=3e-2, betas=(0.9, 0.999), eps=1e-6, weight_decay=0.0)
 TINY = dataclasses.replace(GPT2, width=64, depth=2, head_dim=16)
-TINY_MUP = dataclasses.replace(MUP, base_width=32, base_depth=2)  # width 64 = 2 × base: non-trivial multipliers
+TINY_MUP = dataclasses.replace(
+    MUP, base_width=32, base_depth=2
+)  # width 64 = 2 × base: non-trivial multipliers
 VOCAB, CONTEXT, BATCH = 256, 32, 8
 
 
@@ -36,7 +38,9 @@ DATA = tokens()
 
 
 def batch(step: int) -> tuple[torch.Tensor, torch.Tensor]:
-    starts = torch.randint(0, len(DATA) - CONTEXT - 1, (BATCH,), generator=torch.Generator().manual_seed(1000 + step))
+    starts = torch.randint(
+        0, len(DATA) - CONTEXT - 1, (BATCH,), generator=torch.Generator().manual_seed(1000 + step)
+    )
     windows = torch.stack([DATA[s : s + CONTEXT + 1] for s in starts.tolist()])
     return windows[:, :-1], windows[:, 1:]
 
@@ -204,7 +208,7 @@ def test_update_matches_the_formula():
             ratio = refs[i].norm() / r.norm() if refs[i].norm() > 0 else 1.0
             refs[i] = refs[i] * (1 - lr * wd) - lr * ratio * r
         opt.step()
-        for w, ref in zip(ws, refs):
+        for w, ref in zip(ws, refs, strict=True):
             torch.testing.assert_close(w.detach(), ref, rtol=1e-5, atol=1e-7)
 
 
@@ -222,10 +226,15 @@ def test_trust_ratio_gives_mup_update_size_and_a_clamp_would_not():
     moves W by RMS(ΔW) = lr·RMS(W) (the trust ratio rescales r to W's size), and both lr ∝ fan_in^-1/2
     and RMS(W) ∝ fan_in^-1/2. With ‖W‖ clamped at 10 (pytorch_optimizer, torch-optimizer) the clamp binds
     at these widths under a standard 1/√fan_in init, and the update shrinks like fan_in^-3/2 instead."""
+
+    def rms(x):
+        return x.pow(2).mean().sqrt().item()
+
     size, clamped, norms = {}, {}, {}
     for width in (256, 1024):
         # init_std 1/16 = 1/√base_width: the standard 1/√fan_in init at the base shape
-        row = plan(width=width, base_width=256, optimizer="lamb", options=OPTS, init_std=1 / 16).row("blocks.0.attn.q.weight")
+        p = plan(width=width, base_width=256, optimizer="lamb", options=OPTS, init_std=1 / 16)
+        row = p.row("blocks.0.attn.q.weight")
         assert (row.fan_in, row.fan_in_mult) == (width, width / 256)
         g = torch.Generator().manual_seed(0)
         w = (torch.randn(width, width, generator=g) * row.init_std).requires_grad_()
@@ -233,12 +242,10 @@ def test_trust_ratio_gives_mup_update_size_and_a_clamp_would_not():
         before = w.detach().clone()
         w.grad = torch.randn(width, width, generator=g) / width  # μP hidden gradient entries ~ 1/fan_in
         opt.step()
-        delta = w.detach() - before
-        rms = lambda x: x.pow(2).mean().sqrt().item()  # noqa: E731
-        assert math.isclose(rms(delta), row.lr * rms(before), rel_tol=1e-3)
+        size[width] = rms(w.detach() - before)
+        assert math.isclose(size[width], row.lr * rms(before), rel_tol=1e-3)
         norms[width] = before.norm().item()
-        size[width] = rms(delta)
-        clamped[width] = size[width] * min(norms[width], 10.0) / norms[width]  # the clamped trust ratio's step
+        clamped[width] = size[width] * min(norms[width], 10.0) / norms[width]  # the step with ‖W‖ clamped
     assert norms[256] > 10 and norms[1024] > 10  # ≈ 16 and ≈ 32: the clamp binds at both widths
     assert math.isclose(size[1024] / size[256], 1 / 4, rel_tol=0.02)  # Θ(1/fan_in): μP
     assert math.isclose(clamped[1024] / clamped[256], 1 / 8, rel_tol=0.02)  # fan_in^-3/2: not μP
@@ -261,7 +268,9 @@ def test_plan_hidden_lr_is_fan_in_to_the_minus_half(width, depth):
         elif r.role in (Role.INPUT, Role.OUTPUT):
             assert r.lr_mult == 1 and math.isclose(r.eps_mult, 1 / m), r.name
         else:
-            assert r.lr_mult == 1 and math.isclose(r.eps_mult, 1 / (m * (ml if r.name.startswith("blocks.") else 1))), r.name
+            assert r.lr_mult == 1 and math.isclose(
+                r.eps_mult, 1 / (m * (ml if r.name.startswith("blocks.") else 1))
+            ), r.name
         assert math.isclose(r.lr, OPTS.lr * r.lr_mult) and math.isclose(r.eps, OPTS.eps * r.eps_mult)
     half = plan(width=width, depth=depth, optimizer="lamb", options=OPTS, depth_alpha=0.5)
     q = half.row("blocks.1.attn.q.weight")
@@ -276,4 +285,6 @@ def test_yaml_matches_the_options():
     cfg = OmegaConf.to_container(OmegaConf.load(Path(__file__).parents[1] / "configs/optimizer/lamb.yaml"))
     assert cfg.pop("name") == "lamb"
     assert set(cfg) == {f.name for f in dataclasses.fields(LambOptions)}
-    assert typed(LambOptions, cfg, "optimizer") == LambOptions(lr=1e-2, betas=(0.9, 0.999), eps=1e-6, weight_decay=0.0)
+    assert typed(LambOptions, cfg, "optimizer") == LambOptions(
+        lr=1e-2, betas=(0.9, 0.999), eps=1e-6, weight_decay=0.0
+    )

@@ -21,7 +21,9 @@ from .helpers import GPT2, MUP, plan
 
 OPTS = SophiaOptions(lr=3e-3, betas=(0.965, 0.99), rho=0.04, eps=1e-15, hessian_every=5, weight_decay=0.0)
 TINY = dataclasses.replace(GPT2, width=64, depth=2, head_dim=16)
-TINY_MUP = dataclasses.replace(MUP, base_width=32, base_depth=2)  # width 64 = 2 × base: non-trivial multipliers
+TINY_MUP = dataclasses.replace(
+    MUP, base_width=32, base_depth=2
+)  # width 64 = 2 × base: non-trivial multipliers
 VOCAB, CONTEXT, BATCH = 256, 32, 8
 
 
@@ -37,7 +39,9 @@ DATA = tokens()
 
 
 def batch(step: int) -> tuple[torch.Tensor, torch.Tensor]:
-    starts = torch.randint(0, len(DATA) - CONTEXT - 1, (BATCH,), generator=torch.Generator().manual_seed(1000 + step))
+    starts = torch.randint(
+        0, len(DATA) - CONTEXT - 1, (BATCH,), generator=torch.Generator().manual_seed(1000 + step)
+    )
     windows = torch.stack([DATA[s : s + CONTEXT + 1] for s in starts.tolist()])
     return windows[:, :-1], windows[:, 1:]
 
@@ -212,7 +216,10 @@ def test_bad_options(change, match):
 
 def test_hessian_is_due_at_the_first_step_then_every_k():
     w = torch.zeros(3, requires_grad=True)
-    opt = build_sophia([{"params": [w], "lr": 0.1, "weight_decay": 0.0, "eps": 1e-15}], dataclasses.replace(OPTS, hessian_every=3))
+    opt = build_sophia(
+        [{"params": [w], "lr": 0.1, "weight_decay": 0.0, "eps": 1e-15}],
+        dataclasses.replace(OPTS, hessian_every=3),
+    )
     due = []
     for _ in range(7):
         due.append(opt.hessian_due())
@@ -267,7 +274,9 @@ def test_plan_takes_adams_lr_and_squared_eps(width, depth):
         elif r.role in (Role.INPUT, Role.OUTPUT):
             assert r.lr_mult == 1 and math.isclose(r.eps_mult, m**-2), r.name
         else:
-            assert r.lr_mult == 1 and math.isclose(r.eps_mult, (m * (ml if r.name.startswith("blocks.") else 1)) ** -2), r.name
+            assert r.lr_mult == 1 and math.isclose(
+                r.eps_mult, (m * (ml if r.name.startswith("blocks.") else 1)) ** -2
+            ), r.name
         assert math.isclose(r.lr, OPTS.lr * r.lr_mult) and math.isclose(r.eps, OPTS.eps * r.eps_mult)
     half = plan(width=width, depth=depth, optimizer="sophia", options=OPTS, depth_alpha=0.5)
     q = half.row("blocks.1.attn.q.weight")
@@ -282,5 +291,7 @@ def test_yaml_matches_the_options():
     cfg = OmegaConf.to_container(OmegaConf.load(Path(__file__).parents[1] / "configs/optimizer/sophia.yaml"))
     assert cfg.pop("name") == "sophia"
     assert set(cfg) == {f.name for f in dataclasses.fields(SophiaOptions)}
-    want = SophiaOptions(lr=1e-3, betas=(0.965, 0.99), rho=0.04, eps=1e-15, hessian_every=10, weight_decay=0.0)
+    want = SophiaOptions(
+        lr=1e-3, betas=(0.965, 0.99), rho=0.04, eps=1e-15, hessian_every=10, weight_decay=0.0
+    )
     assert typed(SophiaOptions, cfg, "optimizer") == want

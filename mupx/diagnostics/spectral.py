@@ -24,7 +24,7 @@ from ..optim.spectral import sigma_max
 from ..scaling.plan import Plan
 from ..scaling.roles import Role
 
-COLD_ITERS = 20  # power iterations from the fixed start vector (first call per tensor)
+COLD_ITERS = 30  # power iterations from the fixed start vector (first call per tensor)
 WARM_ITERS = 3  # power iterations from the previous call's vector
 
 

@@ -17,7 +17,14 @@ import torch
 from ..config import typed
 from ..errors import MupxError, choose
 from ..scaling.plan import Plan
+from .adopt import AdoptOptions, build_adopt
 from .builtin import AdamWOptions, SGDOptions, build_adamw, build_sgd
+from .lamb import LambOptions, build_lamb
+from .muon import MuonOptions, build_muon
+from .muonpp import MuonppOptions, build_muonpp
+from .shampoo import ShampooOptions, build_shampoo
+from .soap import SOAPOptions, build_soap
+from .sophia import SophiaOptions, build_sophia
 
 
 @dataclass(frozen=True)
@@ -30,6 +37,13 @@ class OptimizerSpec:
 REGISTRY: dict[str, OptimizerSpec] = {
     "sgd": OptimizerSpec(SGDOptions, build_sgd, "torch.optim.SGD (momentum)"),
     "adamw": OptimizerSpec(AdamWOptions, build_adamw, "torch.optim.AdamW"),
+    "adopt": OptimizerSpec(AdoptOptions, build_adopt, "ADOPT with update clipping"),
+    "lamb": OptimizerSpec(LambOptions, build_lamb, "LAMB without the ||W|| clamp (own)"),
+    "sophia": OptimizerSpec(SophiaOptions, build_sophia, "SophiaG with a Gauss-Newton-Bartlett phase (own)"),
+    "shampoo": OptimizerSpec(ShampooOptions, build_shampoo, "Shampoo on hidden matrices, AdamW elsewhere (own)"),
+    "soap": OptimizerSpec(SOAPOptions, build_soap, "SOAP on hidden matrices, AdamW elsewhere (own)"),
+    "muon": OptimizerSpec(MuonOptions, build_muon, "Muon on hidden matrices, AdamW elsewhere (own)"),
+    "muonpp": OptimizerSpec(MuonppOptions, build_muonpp, "Muon++: update spectral norm held at target (own)"),
 }
 
 

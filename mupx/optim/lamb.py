@@ -74,7 +74,7 @@ class Lamb(torch.optim.Optimizer):
                 t, m, v = state["step"], state["exp_avg"], state["exp_avg_sq"]
                 m.lerp_(p.grad, 1 - beta1)
                 v.mul_(beta2).addcmul_(p.grad, p.grad, value=1 - beta2)
-                denom = (v.sqrt() / math.sqrt(1 - beta2**t)).add_(eps)
+                denom = v.sqrt().div_(math.sqrt(1 - beta2**t)).add_(eps)
                 r = (m / (1 - beta1**t)).div_(denom)
                 w_norm, r_norm = torch.linalg.vector_norm(p), torch.linalg.vector_norm(r)
                 ratio = torch.where((w_norm > 0) & (r_norm > 0), w_norm / r_norm, 1.0)

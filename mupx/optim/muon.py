@@ -123,11 +123,15 @@ class Muon(torch.optim.Optimizer):
         for i, group in enumerate(self.param_groups):
             update = group.get("update")
             if update not in (self.hidden_update, "adamw"):
-                raise ValueError(f"param group {i} has update {update!r}; expected {self.hidden_update!r} or 'adamw'")
+                raise ValueError(
+                    f"param group {i} has update {update!r}; expected {self.hidden_update!r} or 'adamw'"
+                )
             needed = ("lr", "weight_decay", "eps") if update == "adamw" else ("lr", "weight_decay")
             missing = [k for k in needed if k not in group]
             if missing:
-                raise ValueError(f"param group {i} ({update}) has no {missing[0]!r}: the plan sets it per group")
+                raise ValueError(
+                    f"param group {i} ({update}) has no {missing[0]!r}: the plan sets it per group"
+                )
             if update == self.hidden_update and any(p.ndim != 2 for p in group["params"]):
                 raise ValueError(f"param group {i} ({update}) holds a tensor that is not a 2-D matrix")
 
@@ -143,7 +147,9 @@ class Muon(torch.optim.Optimizer):
                     continue
                 if group["update"] == "adamw":
                     betas = tuple(group["adam_betas"])
-                    adamw_update(p, p.grad, self.state[p], group["lr"], betas, group["eps"], group["weight_decay"])
+                    adamw_update(
+                        p, p.grad, self.state[p], group["lr"], betas, group["eps"], group["weight_decay"]
+                    )
                 else:
                     self._hidden_step(p, p.grad, self.state[p], group)
         return loss

@@ -54,17 +54,23 @@ class SophiaOptions:
         if self.rho <= 0:
             raise MupxError(f"optimizer.rho must be > 0, got {self.rho}")
         if self.eps <= 0:
-            raise MupxError(f"optimizer.eps must be > 0 (|m|/(rho*h + eps) is 0/0 where h = m = 0), got {self.eps}")
+            raise MupxError(f"optimizer.eps must be > 0 (it keeps |m|/(rho*h + eps) finite), got {self.eps}")
         if self.hessian_every < 1:
-            raise MupxError(f"optimizer.hessian_every must be an integer >= 1 (steps between Hessian estimates), got {self.hessian_every}")
+            raise MupxError(
+                f"optimizer.hessian_every must be >= 1 (steps between estimates), got {self.hessian_every}"
+            )
 
 
 class SophiaG(torch.optim.Optimizer):
-    def __init__(self, params, lr: float, betas: tuple[float, float], rho: float, eps: float, weight_decay: float, hessian_every: int):
-        super().__init__(params, {"lr": lr, "betas": betas, "rho": rho, "eps": eps, "weight_decay": weight_decay})
+    """SophiaG; the training loop calls ``hessian_due()`` before each step and, when due, runs the GNB
+    backward pass and ``update_hessian(n_tokens)`` (see ``mupx.train.Trainer.hessian_phase``)."""
+
+    def __init__(self, params, lr, betas, rho, eps, weight_decay, hessian_every: int):
+        defaults = {"lr": lr, "betas": betas, "rho": rho, "eps": eps, "weight_decay": weight_decay}
+        super().__init__(params, defaults)
         self.hessian_every = hessian_every
         for group in self.param_groups:
-            group.setdefault("step", 0)
+            group.setdefault("step", 0)  # steps taken; in the state dict, so the schedule resumes
 
     def hessian_due(self) -> bool:
         """Whether the training loop should run the GNB phase before this step."""
@@ -83,8 +89,10 @@ class SophiaG(torch.optim.Optimizer):
         for group in self.param_groups:
             beta2 = group["betas"][1]
             for p in group["params"]:
-                if p.grad is not None:
-                    self._state(p)["hessian"].mul_(beta2).addcmul_(p.grad, p.grad, value=(1 - beta2) * n_tokens)
+                if p.grad is None:
+                    continue
+                h = self._state(p)["hessian"]
+                h.mul_(beta2).addcmul_(p.grad, p.grad, value=(1 - beta2) * n_tokens)
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -109,4 +117,4 @@ class SophiaG(torch.optim.Optimizer):
 
 
 def build_sophia(groups: list[dict], o: SophiaOptions) -> torch.optim.Optimizer:
-    return SophiaG(groups, lr=o.lr, betas=o.betas, rho=o.rho, eps=o.eps, weight_decay=o.weight_decay, hessian_every=o.hessian_every)
+    return SophiaG(groups, o.lr, o.betas, o.rho, o.eps, o.weight_decay, o.hessian_every)

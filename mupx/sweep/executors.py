@@ -136,7 +136,7 @@ class LocalExecutor:
                     result = read_result(task.run_dir) or finish_unresulted(task, proc.returncode)
                     on_done(task, result)
         finally:
-            for proc, _, _, log in active:
+            for proc, *_ in active:
                 proc.terminate()
             for proc, _, _, log in active:
                 try:

@@ -132,7 +132,7 @@ class SweepSpec:
 
     def series(self) -> list[tuple[str, int, int, tuple]]:
         """Every (param, width, depth, hp combo) whose lr curve the fit needs."""
-        combos = [tuple(zip(self.hp, values)) for values in itertools.product(*self.hp.values())] or [()]
+        combos = [tuple(zip(self.hp, values, strict=True)) for values in itertools.product(*self.hp.values())] or [()]
         return [(p, w, d, c) for p in self.params for w in self.widths for d in self.depths for c in combos]
 
     def overrides_for(
