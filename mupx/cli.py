@@ -201,6 +201,48 @@ def sweep(
     )  # fmt: skip
 
 
+@app.command()
+def transfer(
+    from_: Annotated[Path, typer.Option("--from", help="the sweep's sweep.json (or its folder)")],
+    width: Annotated[int, typer.Option(help="target width")],
+    depth: Annotated[int | None, typer.Option(help="target depth (default: the sweep's largest)")] = None,
+    steps: Annotated[int | None, typer.Option(help="steps (default: the sweep's)")] = None,
+    param: Annotated[str, typer.Option(help="parameterization to transfer: mup | sp")] = "mup",
+    baseline: Annotated[
+        str | None, typer.Option(help="also run the same base lr under this param (sp)")
+    ] = None,
+    verify: Annotated[
+        int, typer.Option(help="K extra lrs around the transferred one, to measure regret")
+    ] = 0,
+    jobs: Annotated[int | None, typer.Option(help="concurrent runs")] = None,
+):
+    """Run the target with the sweep's transferred hyperparameters; writes transfer.json."""
+    from .sweep.command import make_executor
+    from .transfer import run_transfer
+
+    if param not in ("mup", "sp"):
+        raise MupxError(f"unknown param {param!r} (allowed: mup, sp)")
+    executor = make_executor(
+        dict(executor="local", dry_run=False, jobs=jobs, runs_per_gpu=1, gpus_per_run=1), from_
+    )
+    doc = run_transfer(from_, width, depth, steps, param, baseline, verify, executor)
+    p = doc["predicted"]
+    console.print(
+        f"transferred base lr {p['lr']:.4g} ({param}; drift-extrapolated {p['extrapolated_lr']:.4g}) -> width {width}, depth {doc['target']['depth']}"
+    )
+    for r in doc["runs"]:
+        loss = f"{r['loss']:.4f}" if r["loss"] is not None else r["status"]
+        console.print(f"  {r['role']:>10} {r['param']} lr {r['lr']:.4g}: {loss}")
+    if doc["regret"]:
+        console.print(
+            f"regret {doc['regret']['value']:+.4f} (best lr at target {doc['regret']['best_lr']:.4g})"
+        )
+    if doc["baseline"] and doc["baseline"]["gain"] is not None:
+        console.print(
+            f"{param} vs {doc['baseline']['param']} at the same base lr: {doc['baseline']['gain']:+.4f} loss"
+        )
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: one-line errors with exit code 2 for bad input, never a traceback."""
     try:
