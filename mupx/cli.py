@@ -155,7 +155,7 @@ def sweep(
     model: Annotated[str, typer.Option(help="gpt2 | llama")] = "gpt2",
     widths: Annotated[str, typer.Option(help="comma-separated widths")] = "64,128,256",
     depths: Annotated[str | None, typer.Option(help="comma-separated depths (default: the model's)")] = None,
-    lrs: Annotated[str, typer.Option(help="list (1e-3,3e-3), log2 range (2^-12:2^-4:0.5) or auto")] = "auto",
+    lrs: Annotated[str, typer.Option(help="list (1e-3,3e-3), log2 range (2^-12:2^-4:0.5), or auto[:CENTER] (default centre: optimizer.lr)")] = "auto",
     seeds: Annotated[int, typer.Option(help="seeds per point")] = 1,
     param: Annotated[str, typer.Option(help="mup | sp | both")] = "mup",
     hp: Annotated[
@@ -241,6 +241,51 @@ def transfer(
         console.print(
             f"{param} vs {doc['baseline']['param']} at the same base lr: {doc['baseline']['gain']:+.4f} loss"
         )
+
+
+@app.command()
+def report(
+    sweep: Annotated[Path, typer.Argument(help="the sweep folder (runs/<name>) or its sweep.json")],
+):
+    """Plots, report.md and a self-contained report.html of a sweep (and its transfers) in <sweep>/report/."""
+    from .report import write_report
+
+    path = write_report(sweep)
+    console.print(f"report: {path}", highlight=False, soft_wrap=True)
+
+
+@app.command()
+def compare(
+    transfers: Annotated[
+        list[Path], typer.Argument(help="transfer.json files, transfer-*/ folders or sweep folders with one")
+    ],
+    reference: Annotated[
+        str | None, typer.Option(help="name of the reference run (default: the adamw one, else the first)")
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="output folder (default runs/compare-<names>)")] = None,
+    smooth: Annotated[float, typer.Option(help="EMA time constant as a fraction of the token budget")] = 0.05,
+    force: Annotated[
+        bool, typer.Option(help="compare even if width, depth, token budget or data differ")
+    ] = False,
+):
+    """Optimizers against each other at matched compute: token (and wall-time) speedup over a reference."""
+    from rich.table import Table
+
+    from .compare import format_speedup, run_compare
+
+    doc = run_compare(transfers, reference, out, force, smooth)
+    table = Table(title=f"speedup over {doc['reference']} (tokens to reach the same smoothed loss)")
+    columns = ("run", "param", "lr", "final loss", "ms/step", "step time ratio", "speedup (tokens)", "speedup (time)")  # fmt: skip
+    for col in columns:
+        table.add_column(col, justify="left" if col in ("run", "param") else "right")
+    for r in doc["runs"]:
+        ms = f"{r['seconds_per_step'] * 1e3:.3g}" if r["seconds_per_step"] else "-"
+        ratio = f"{r['step_time_ratio']:.2f}" if r["step_time_ratio"] else "-"
+        time_ = f"{r['speedup_time']:.2f}×" if r["speedup_time"] else "-"
+        table.add_row(r["name"], r["param"], f"{r['lr']:.3g}", f"{r['final_loss']:.4f}", ms, ratio,
+                      format_speedup(r), time_)  # fmt: skip
+    console.print(table)
+    console.print(f"compare: {doc['out']}/compare.json, compare.png", highlight=False, soft_wrap=True)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -15,7 +15,7 @@ from rich.table import Table
 from ..config import compose, to_dict
 from ..errors import MupxError, choose
 from .executors import LocalExecutor, visible_gpus
-from .grid import PARAMS, AutoLR, SweepSpec, parse_hp, parse_ints, parse_lrs
+from .grid import PARAMS, AutoLR, SweepSpec, auto_center, check_overrides, parse_hp, parse_ints, parse_lrs
 from .runner import Sweep, best_by_width
 
 EXECUTORS = ("local", "slurm")
@@ -31,6 +31,7 @@ def build_spec(o: dict) -> SweepSpec:
     if not 0 < o["tolerance"]:
         raise MupxError(f"--tolerance must be > 0 octaves, got {o['tolerance']}")
     widths = parse_ints(o["widths"], "--widths")
+    check_overrides(o["overrides"])
     base = to_dict(compose([f"model={o['model']}", f"optimizer={o['optimizer']}", *o["overrides"]]))
     depths = parse_ints(o["depths"], "--depths") if o["depths"] else [base["model"]["depth"]]
     lrs = parse_lrs(o["lrs"])
@@ -45,7 +46,7 @@ def build_spec(o: dict) -> SweepSpec:
         seeds=tuple(range(o["seeds"])), hp=parse_hp(o["hp"]), base_width=o["base_width"] or widths[0],
         base_depth=o["base_depth"] or depths[0], steps=o["steps"] or base["train"]["steps"],
         overrides=tuple(o["overrides"]), tolerance=o["tolerance"],
-        auto=AutoLR(center=float(base["optimizer"]["lr"])) if lrs is None else None,
+        auto=AutoLR(center=auto_center(o["lrs"], float(base["optimizer"]["lr"]))) if lrs is None else None,
     )  # fmt: skip
 
 

@@ -40,9 +40,9 @@ def _number(text: str, flag: str) -> float:
 
 def parse_lrs(text: str) -> list[float] | None:
     """Learning rates: a list ('1e-3,3e-3'), a log2 range 'START:STOP:STEP' with powers of two
-    ('2^-12:2^-4:0.5' = 2^-12 … 2^-4 in half-octave steps), or 'auto' (None)."""
+    ('2^-12:2^-4:0.5' = 2^-12 … 2^-4 in half-octave steps), or 'auto' / 'auto:CENTER' (None)."""
     text = text.strip()
-    if text == "auto":
+    if text == "auto" or text.startswith("auto:"):
         return None
     if ":" in text:
         parts = text.split(":")
@@ -62,6 +62,16 @@ def parse_lrs(text: str) -> list[float] | None:
     if not values or any(v <= 0 for v in values):
         raise MupxError(f"--lrs {text!r} must list learning rates > 0, a range like 2^-12:2^-4:0.5, or auto")
     return sorted(set(values))
+
+
+def auto_center(text: str, default: float) -> float:
+    """The centre of auto mode's coarse grid: 'auto:2^-7' or the optimizer's configured lr."""
+    if ":" not in text:
+        return default
+    center = _number(text.split(":", 1)[1], "--lrs")
+    if center <= 0:
+        raise MupxError(f"--lrs {text!r}: the auto centre must be > 0")
+    return center
 
 
 def parse_hp(items: list[str]) -> dict[str, list]:
@@ -86,6 +96,21 @@ def _hp_value(v: str):
         return _number(v, "--hp")
     except MupxError:
         return v.strip()
+
+
+AXIS_KEYS = {
+    "model": "--model", "optimizer": "--optimizer", "param": "--param", "model.width": "--widths",
+    "model.depth": "--depths", "optimizer.lr": "--lrs", "seed": "--seeds", "param.base_width": "--base-width",
+    "param.base_depth": "--base-depth", "train.steps": "--steps",
+}  # fmt: skip
+
+
+def check_overrides(overrides: list[str]) -> None:
+    """A ``-s`` override may not set what the sweep's own flags set (it would silently collapse an axis)."""
+    for o in overrides:
+        key = o.split("=", 1)[0].lstrip("+~")
+        if key in AXIS_KEYS:
+            raise MupxError(f"-s {o}: the sweep sets {key} itself; use {AXIS_KEYS[key]} instead")
 
 
 @dataclass(frozen=True)
@@ -132,7 +157,9 @@ class SweepSpec:
 
     def series(self) -> list[tuple[str, int, int, tuple]]:
         """Every (param, width, depth, hp combo) whose lr curve the fit needs."""
-        combos = [tuple(zip(self.hp, values, strict=True)) for values in itertools.product(*self.hp.values())] or [()]
+        combos = [
+            tuple(zip(self.hp, values, strict=True)) for values in itertools.product(*self.hp.values())
+        ] or [()]
         return [(p, w, d, c) for p in self.params for w in self.widths for d in self.depths for c in combos]
 
     def overrides_for(

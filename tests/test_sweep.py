@@ -1,0 +1,159 @@
+"""`mupx sweep`: grid parsing, a real sweep end to end, resume, the folder lock, auto lr mode."""
+
+import json
+import math
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from mupx.errors import MupxError
+from mupx.sweep.grid import parse_hp, parse_ints, parse_lrs
+from mupx.sweep.lock import SweepLock
+from mupx.sweep.store import load_sweep_json
+
+from .conftest import TINY
+
+SWEEP_TINY = [o for o in TINY if not o.startswith(("model.width=", "param.base_width="))]
+
+
+def sweep_cmd(root, *args):
+    sets = [a for o in SWEEP_TINY for a in ("-s", o)]
+    return [sys.executable, "-m", "mupx.cli", "sweep", "--root", str(root), "--jobs", "2", *sets, *args]
+
+
+def run_cli(cmd, timeout=600):
+    return subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ), timeout=timeout)
+
+
+def test_parse_lrs_forms():
+    assert parse_lrs("2^-10:2^-8:0.5") == pytest.approx([2**-10, 2**-9.5, 2**-9, 2**-8.5, 2**-8])
+    assert parse_lrs("1e-3,3e-3") == [1e-3, 3e-3]
+    assert parse_lrs("auto") is None
+    assert parse_ints("64,128", "--widths") == [64, 128]
+    assert parse_hp(["optimizer.weight_decay=0,0.1"]) == {"optimizer.weight_decay": [0.0, 0.1]}
+
+
+@pytest.mark.parametrize(
+    "bad,fn",
+    [("2^-4:2^-8:0.5", parse_lrs), ("1e-3:1e-2", parse_lrs), ("0,1e-3", parse_lrs), ("fast", parse_lrs),
+     ("128,64", lambda t: parse_ints(t, "--widths")), ("64,x", lambda t: parse_ints(t, "--widths")),
+     ("-64", lambda t: parse_ints(t, "--widths"))],
+)  # fmt: skip
+def test_bad_grids_are_one_line_errors(bad, fn):
+    with pytest.raises(MupxError, match=bad.replace("^", r"\^")):
+        fn(bad)
+
+
+@pytest.fixture(scope="module")
+def finished_sweep(tmp_path_factory):
+    root = tmp_path_factory.mktemp("sweeps")
+    args = ["--widths", "32,64", "--lrs", "2^-9:2^-5:2", "--param", "both", "--steps", "6", "--name", "s"]
+    proc = run_cli(sweep_cmd(root, *args))
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    return root / "s", args
+
+
+def test_sweep_writes_runs_and_fits(finished_sweep):
+    folder, _ = finished_sweep
+    doc = load_sweep_json(folder / "sweep.json")
+    assert len(doc["runs"]) == 2 * 2 * 3  # params x widths x lrs
+    assert all(r["status"] == "completed" and math.isfinite(r["loss"]) for r in doc["runs"])
+    assert {p["width"] for p in doc["fits"]["mup"]["points"]} == {32, 64}
+    assert set(doc["fits"]) == {"mup", "sp"}
+    for r in doc["runs"]:  # one run folder per stable run id, holding the run files
+        run_dir = folder / "runs" / r["run_id"]
+        assert (run_dir / "result.json").exists() and (run_dir / "plan.tsv").exists()
+        assert f"w{r['width']}" in r["run_id"]
+    assert (folder / "sweep.yaml").exists() and not (folder / ".lock").exists()
+
+
+def test_rerun_skips_finished_runs(finished_sweep):
+    folder, args = finished_sweep
+    before = {p: p.stat().st_mtime_ns for p in folder.glob("runs/*/result.json")}
+    proc = run_cli(sweep_cmd(folder.parent, *args))
+    assert proc.returncode == 0, proc.stderr
+    after = {p: p.stat().st_mtime_ns for p in folder.glob("runs/*/result.json")}
+    assert before == after
+
+
+def test_second_sweep_on_a_locked_folder_refuses(tmp_path):
+    folder = tmp_path / "busy"
+    with SweepLock(folder):
+        proc = run_cli(
+            sweep_cmd(tmp_path, "--widths", "32,64", "--lrs", "1e-3", "--steps", "2", "--name", "busy")
+        )
+    assert proc.returncode == 2
+    assert "in use by pid" in proc.stderr and proc.stderr.count("\n") == 1
+
+
+def test_stale_lock_is_taken_over(tmp_path):
+    folder = tmp_path / "stale"
+    folder.mkdir()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (folder / ".lock").write_text(json.dumps({"pid": dead.pid, "host": socket.gethostname(), "started": 0}))
+    os.utime(folder / ".lock", (0, 0))
+    lock = SweepLock(folder).acquire()
+    assert lock.took_over["pid"] == dead.pid
+    assert json.loads((folder / ".lock").read_text())["pid"] == os.getpid()
+    lock.release()
+    assert not (folder / ".lock").exists()
+
+
+def test_killed_sweep_resumes_without_rerunning_finished_runs(tmp_path):
+    args = ["--widths", "32,64", "--lrs", "2^-9:2^-5:4", "--steps", "6", "--name", "k", "--jobs", "1"]
+    cmd = sweep_cmd(tmp_path, *args)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    folder = tmp_path / "k"
+    deadline = time.time() + 300
+    while time.time() < deadline and len(list(folder.glob("runs/*/result.json"))) < 1:
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    finished = {p.parent.name: p.stat().st_mtime_ns for p in folder.glob("runs/*/result.json")}
+    assert 1 <= len(finished) < 4
+    rerun = run_cli(cmd)
+    assert rerun.returncode == 0, rerun.stderr
+    doc = load_sweep_json(folder)
+    assert len(doc["runs"]) == 4 and all(r["status"] == "completed" for r in doc["runs"])
+    for run_id, mtime in finished.items():  # no finished run executed twice
+        assert (folder / "runs" / run_id / "result.json").stat().st_mtime_ns == mtime
+
+
+def test_auto_mode_brackets_each_optimum(tmp_path):
+    proc = run_cli(
+        sweep_cmd(tmp_path, "--widths", "32", "--steps", "4", "--name", "auto", "--lrs", "auto:0.03")
+    )
+    assert proc.returncode == 0, proc.stderr
+    doc = load_sweep_json(tmp_path / "auto")
+    point = doc["fits"]["mup"]["points"][0]
+    lrs = sorted(r["lr"] for r in doc["runs"])
+    assert len(lrs) > 5  # the coarse grid grew
+    assert not point["at_edge"]
+    assert lrs[0] < point["best_lr"] < lrs[-1]
+    spacing = sorted(abs(math.log2(lr) - math.log2(point["best_lr"])) for lr in lrs)
+    assert spacing[1] <= 0.5 + 1e-9  # resolved to half an octave around the optimum
+
+
+def test_bad_sweep_flags_exit_2_and_create_nothing(tmp_path):
+    for args, message in [
+        (["--widths", "64,32"], "increasing"),
+        (["--lrs", "2^-4:2^-8:1"], "STOP must be >= START"),
+        (["--param", "ntk"], "unknown --param 'ntk'"),
+        (
+            ["--widths", "32,40", "--lrs", "1e-3"],
+            "model.width 40 is not a positive multiple of model.head_dim 16",
+        ),
+        (["--hp", "optimizer.weight_decay"], "expected key=v1,v2"),
+        (["--executor", "kube"], "unknown --executor 'kube'"),
+        (["-s", "model.width=128"], "use --widths instead"),
+    ]:
+        proc = run_cli(sweep_cmd(tmp_path, *args, "--name", "bad"))
+        assert proc.returncode == 2, (args, proc.stderr)
+        assert message in proc.stderr and proc.stderr.count("\n") == 1, (args, proc.stderr)
+        assert not (tmp_path / "bad").exists()
