@@ -178,7 +178,7 @@ def test_trains_the_tiny_proxy():
         ({"lr": 0.0}, "optimizer.lr"),
         ({"weight_decay": -1.0}, "optimizer.weight_decay"),
         ({"betas": (0.9, 1.0)}, "optimizer.betas"),
-        ({"eps": -1e-6}, "optimizer.eps"),
+        ({"eps": 0.0}, "optimizer.eps"),
         ({"clip_exponent": 0.0}, "optimizer.clip_exponent"),
     ],
 )

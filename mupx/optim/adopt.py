@@ -46,8 +46,10 @@ class AdoptOptions:
     def __post_init__(self):
         check_common(self.lr, self.weight_decay)
         check_betas(self.betas)
-        if self.eps < 0:
-            raise MupxError(f"optimizer.eps must be >= 0, got {self.eps}")
+        if self.eps <= 0:
+            raise MupxError(
+                f"optimizer.eps must be > 0 (it keeps g/max(sqrt(v), eps) finite where v = 0), got {self.eps}"
+            )
         if self.clip_exponent <= 0:
             raise MupxError(
                 f"optimizer.clip_exponent must be > 0 (clip threshold step^clip_exponent), got {self.clip_exponent}"

@@ -45,8 +45,10 @@ class LambOptions:
     def __post_init__(self):
         check_common(self.lr, self.weight_decay)
         check_betas(self.betas)
-        if self.eps < 0:
-            raise MupxError(f"optimizer.eps must be >= 0, got {self.eps}")
+        if self.eps <= 0:
+            raise MupxError(
+                f"optimizer.eps must be > 0 (it keeps m/(sqrt(v) + eps) finite where a gradient entry is 0), got {self.eps}"
+            )
 
 
 class Lamb(torch.optim.Optimizer):
