@@ -55,6 +55,9 @@ def train(
     data: Annotated[str | None, typer.Option(help="data source: stdlib | local | hub")] = None,
     out: Annotated[Path | None, typer.Option(help="run folder (default runs/train/<run id>)")] = None,
     quiet: Annotated[bool, typer.Option(help="no progress bar")] = False,
+    resume: Annotated[
+        bool, typer.Option(help="continue the run in --out from its newest checkpoint")
+    ] = False,
     set_: Overrides = None,
 ):
     """Train one GPT-2 or Llama proxy under SP or μP and write its run folder."""
@@ -67,8 +70,10 @@ def train(
     if quiet:
         overrides.append("train.progress=false")
     cfg = load_run_config(overrides)
+    if resume and out is None:
+        raise MupxError("--resume needs --out: the run folder to continue")
     out = out or Path("runs") / "train" / cfg.run_id
-    result = run(cfg, out, console=console)
+    result = run(cfg, out, console=console, resume=resume)
     loss = result["final_train_loss"]
     summary = (
         f"{result['status']}: train loss {loss:.4f}, val loss {result['val_loss']:.4f}"
@@ -76,6 +81,8 @@ def train(
         else f"{result['status']}: {result['reason']}"
     )
     console.print(f"{summary}, {result['tokens_per_s']:,.0f} tok/s -> {out}")
+    if result["status"] == "interrupted":
+        raise typer.Exit(130)
 
 
 @app.command()
@@ -122,7 +129,7 @@ def coord_check(
         str | None, typer.Option(help="comma-separated widths (default 64,128,256,512)")
     ] = None,
     depths: Annotated[
-        str | None, typer.Option(help="comma-separated depths at a fixed width, instead of --widths")
+        str | None, typer.Option(help="depths at a fixed width (128; -s model.width=N)")
     ] = None,
     steps: Annotated[int, typer.Option(help="training steps on one fixed batch")] = 5,
     seeds: Annotated[int, typer.Option(help="seeds per width/depth (sizes are averaged over seeds)")] = 2,
@@ -155,7 +162,12 @@ def sweep(
     model: Annotated[str, typer.Option(help="gpt2 | llama")] = "gpt2",
     widths: Annotated[str, typer.Option(help="comma-separated widths")] = "64,128,256",
     depths: Annotated[str | None, typer.Option(help="comma-separated depths (default: the model's)")] = None,
-    lrs: Annotated[str, typer.Option(help="list (1e-3,3e-3), log2 range (2^-12:2^-4:0.5), or auto[:CENTER] (default centre: optimizer.lr)")] = "auto",
+    lrs: Annotated[
+        str,
+        typer.Option(
+            help="list (1e-3,3e-3), log2 range (2^-12:2^-4:0.5), or auto[:CENTER] (default centre: optimizer.lr)"
+        ),
+    ] = "auto",
     seeds: Annotated[int, typer.Option(help="seeds per point")] = 1,
     param: Annotated[str, typer.Option(help="mup | sp | both")] = "mup",
     hp: Annotated[

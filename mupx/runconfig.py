@@ -29,6 +29,8 @@ class TrainConfig:
     diverge_factor: float
     smooth: int
     spectral_every: int
+    checkpoint_every: int
+    keep_checkpoints: int
     compile: bool
     dtype: Literal["auto", "float32", "bfloat16"]
     progress: bool
@@ -42,6 +44,10 @@ class TrainConfig:
                 raise MupxError(f"train.{key} must be in [0, 1], got {getattr(self, key)}")
         if self.grad_clip < 0:
             raise MupxError(f"train.grad_clip must be >= 0 (0 = off), got {self.grad_clip}")
+        if self.checkpoint_every < 0:
+            raise MupxError(f"train.checkpoint_every must be >= 0 (0 = only on SIGTERM/SIGINT), got {self.checkpoint_every}")
+        if self.keep_checkpoints < 1:
+            raise MupxError(f"train.keep_checkpoints must be >= 1, got {self.keep_checkpoints}")
         if self.spectral_every < 0:
             raise MupxError(f"train.spectral_every must be >= 0 (0 = off), got {self.spectral_every}")
         if self.diverge_factor <= 1:

@@ -14,6 +14,8 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import signal
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +23,7 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf
 
+from . import checkpoint
 from .data import BatchSampler, TokenCorpus, load_corpus
 from .errors import MupxError
 from .io import append_jsonl, atomic_write_json, atomic_write_text
@@ -63,6 +66,9 @@ class Trainer:
     device: torch.device
     step: int = 0
     history: list[float] = field(default_factory=list)
+    first_loss: float | None = None
+    val_loss: float | None = None
+    elapsed: float = 0.0  # wall time of earlier sessions of this run (before a resume)
     hessian_generator: torch.Generator | None = None
     spectral: object | None = None
 
@@ -146,14 +152,89 @@ class Trainer:
     def lr_factor(self) -> float:
         return self.scheduler.lr_lambdas[0](self.step)
 
+    def state_dict(self) -> dict:
+        """Everything a bit-identical continuation needs; tensors and plain values only."""
+        return {
+            "run_id": self.cfg.run_id,
+            "step": self.step,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "sampler": self.sampler.state_dict(),
+            "rng": checkpoint.rng_state(),
+            "hessian_generator": self.hessian_generator.get_state()
+            if self.hessian_generator is not None
+            else None,
+            "history": torch.tensor(self.history, dtype=torch.float64),
+            "first_loss": self.first_loss,
+            "val_loss": self.val_loss,
+            "elapsed": self.elapsed,
+        }
 
-def prepare_out(out: Path) -> None:
-    """Refuse to write into a folder that already holds a run, so nothing the user had is overwritten."""
+    def load_state_dict(self, state: dict) -> None:
+        if state["run_id"] != self.cfg.run_id:
+            raise MupxError(
+                f"checkpoint {state.get('_path')} belongs to run {state['run_id']}, not {self.cfg.run_id}"
+            )
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.sampler.load_state_dict(state["sampler"])
+        checkpoint.set_rng_state(state["rng"])
+        if self.hessian_generator is not None:
+            self.hessian_generator.set_state(state["hessian_generator"].cpu())
+        self.step = state["step"]
+        self.history = state["history"].tolist()
+        self.first_loss, self.val_loss, self.elapsed = (
+            state["first_loss"],
+            state["val_loss"],
+            state["elapsed"],
+        )
+
+
+def prepare_out(out: Path, resume: bool) -> None:
+    """Refuse to write into a folder that already holds a run, so nothing the user had is overwritten
+    (``resume`` continues the run in ``out`` instead)."""
     if out.exists() and not out.is_dir():
         raise MupxError(f"--out {out} exists and is not a folder")
+    if resume:
+        return
     if out.is_dir() and any(out.iterdir()):
-        what = "a finished run (result.json)" if (out / "result.json").exists() else "files"
+        what = (
+            "a finished run (result.json)"
+            if (out / "result.json").exists()
+            else "an unfinished run (use --resume)"
+        )
         raise MupxError(f"run folder {out} already holds {what}; choose another --out or remove it")
+
+
+def check_resumable(out: Path, cfg: RunConfig) -> None:
+    result = read_json(out / "result.json")
+    if result and result.get("status") in ("completed", "diverged"):
+        raise MupxError(
+            f"run folder {out} already holds a finished run ({result['status']}); nothing to resume"
+        )
+    saved = out / "config.yaml"
+    if saved.exists():
+        theirs = OmegaConf.to_container(OmegaConf.load(saved), resolve=True)
+        if _comparable(theirs) != _comparable(cfg.resolved):
+            raise MupxError(
+                f"run folder {out} holds a run with a different config; refusing to resume it with this one"
+            )
+
+
+def _comparable(resolved: dict) -> dict:
+    """A config without the keys that may differ between sessions of one run (device, display)."""
+    d = {k: v for k, v in resolved.items() if k != "device"}
+    d["train"] = {k: v for k, v in d["train"].items() if k != "progress"}
+    return d
+
+
+def read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def write_start_files(trainer: Trainer, out: Path) -> None:
@@ -164,25 +245,83 @@ def write_start_files(trainer: Trainer, out: Path) -> None:
     atomic_write_json(out / "groups.json", {"step": 0, "groups": group_settings(trainer.optimizer)})
 
 
-def run(cfg: RunConfig, out: Path, console=None) -> dict:
-    """Train one run into ``out`` and return its result (also written to ``out/result.json``)."""
-    prepare_out(out)
+def truncate_metrics(path: Path, step: int) -> None:
+    """Drop metric rows logged after ``step`` (they are recomputed identically after a resume)."""
+    if path.exists():
+        rows = [ln for ln in path.read_text().splitlines() if ln.strip()]
+        keep = []
+        for ln in rows:
+            try:
+                if json.loads(ln)["step"] <= step:
+                    keep.append(ln)
+            except (ValueError, KeyError):
+                break  # a torn last line from a kill
+        atomic_write_text(path, "".join(ln + "\n" for ln in keep))
+
+
+class StopRequest:
+    """SIGTERM/SIGINT (SLURM preemption, Ctrl-C) ask the loop to checkpoint and stop after this step."""
+
+    def __init__(self):
+        self.signal: str | None = None
+        self._old = {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        self.signal = signal.Signals(signum).name
+
+    def __exit__(self, *exc):
+        for sig, handler in self._old.items():
+            signal.signal(sig, handler)
+
+
+def run(cfg: RunConfig, out: Path, console=None, resume: bool = False) -> dict:
+    """Train one run into ``out`` and return its result (also written to ``out/result.json``).
+
+    With ``resume``, continue from the newest readable checkpoint in ``out`` (or start over when there
+    is none): losses are bit-identical to an uninterrupted run on CPU.
+    """
+    prepare_out(out, resume)
+    if resume:
+        check_resumable(out, cfg)
     trainer = Trainer.build(cfg)
-    write_start_files(trainer, out)
+    state = checkpoint.load_latest(out, trainer.device) if resume else None
+    if state is not None:
+        trainer.load_state_dict(state)
+        truncate_metrics(out / "metrics.jsonl", trainer.step)
+        (out / "result.json").unlink(missing_ok=True)
+    else:
+        for stale in ("metrics.jsonl", "result.json"):
+            (out / stale).unlink(missing_ok=True)
+        write_start_files(trainer, out)
     t = cfg.train
     metrics = out / "metrics.jsonl"
     tokens_per_step = t.batch * t.seq_len
-    status, reason, first_loss, val_loss = "completed", "", None, None
-    start = time.perf_counter()
+    status, reason = "completed", ""
+    start = time.perf_counter() - trainer.elapsed
     progress = _progress(console) if t.progress else None
-    task = progress.add_task(cfg.run_id, total=t.steps, loss=float("nan"), tps=0.0) if progress else None
+    task = (
+        progress.add_task(cfg.run_id, total=t.steps, completed=trainer.step, loss=float("nan"), tps=0.0)
+        if progress
+        else None
+    )
+
+    def save_checkpoint() -> None:
+        trainer.elapsed = time.perf_counter() - start
+        checkpoint.save(out, trainer.step, trainer.state_dict(), keep=t.keep_checkpoints)
+
     try:
-        with progress or contextlib.nullcontext():
+        with progress or contextlib.nullcontext(), StopRequest() as stop:
             while trainer.step < t.steps:
                 lr_factor = trainer.lr_factor()
                 loss, gnorm, spectral = trainer.train_step()
                 trainer.history.append(loss)
-                first_loss = loss if first_loss is None else first_loss
+                trainer.first_loss = loss if trainer.first_loss is None else trainer.first_loss
                 elapsed = time.perf_counter() - start
                 row = {"step": trainer.step, "loss": loss, "grad_norm": gnorm, "lr_factor": lr_factor,
                        "tokens": trainer.step * tokens_per_step, "time": elapsed,
@@ -191,24 +330,50 @@ def run(cfg: RunConfig, out: Path, console=None) -> dict:
                     row["spectral"] = spectral
                 if not math.isfinite(loss):
                     status, reason = "diverged", f"non-finite loss at step {trainer.step}"
-                elif loss > t.diverge_factor * first_loss:
-                    status, reason = "diverged", f"loss {loss:.3g} > {t.diverge_factor:g} x first loss {first_loss:.3g} at step {trainer.step}"
+                elif loss > t.diverge_factor * trainer.first_loss:
+                    status, reason = (
+                        "diverged",
+                        f"loss {loss:.3g} > {t.diverge_factor:g} x first loss {trainer.first_loss:.3g} at step {trainer.step}",
+                    )
                 if status == "completed" and (trainer.step % t.eval_every == 0 or trainer.step == t.steps):
-                    val_loss = trainer.evaluate()
-                    row["val_loss"] = val_loss
-                if trainer.step % t.log_every == 0 or trainer.step == t.steps or status != "completed" or "val_loss" in row or spectral:
+                    trainer.val_loss = trainer.evaluate()
+                    row["val_loss"] = trainer.val_loss
+                if (
+                    trainer.step % t.log_every == 0
+                    or trainer.step == t.steps
+                    or status != "completed"
+                    or "val_loss" in row
+                    or spectral
+                ):
                     append_jsonl(metrics, row)
                 if progress:
                     progress.update(task, advance=1, loss=loss, tps=row["tokens_per_s"])
                 if status != "completed":
                     break
+                if stop.signal:
+                    save_checkpoint()
+                    return _write_result(
+                        out,
+                        trainer,
+                        "interrupted",
+                        f"{stop.signal} at step {trainer.step}; continue with --resume",
+                        start,
+                    )
+                if t.checkpoint_every and trainer.step % t.checkpoint_every == 0 and trainer.step < t.steps:
+                    save_checkpoint()
     except Exception as e:
-        _write_result(out, trainer, "failed", f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}", first_loss, val_loss, start)
+        _write_result(out, trainer, "failed", _failure_reason(e), start)
         raise
-    return _write_result(out, trainer, status, reason, first_loss, val_loss, start)
+    return _write_result(out, trainer, status, reason, start)
 
 
-def _write_result(out: Path, trainer: Trainer, status: str, reason: str, first_loss, val_loss, start: float) -> dict:
+def _failure_reason(e: Exception) -> str:
+    if isinstance(e, torch.OutOfMemoryError):
+        return "out of memory: " + (str(e).splitlines()[0] if str(e) else "")
+    return f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+
+
+def _write_result(out: Path, trainer: Trainer, status: str, reason: str, start: float) -> dict:
     cfg, t = trainer.cfg, trainer.cfg.train
     wall = time.perf_counter() - start
     tail = [v for v in trainer.history[-t.smooth :] if math.isfinite(v)]
@@ -227,9 +392,9 @@ def _write_result(out: Path, trainer: Trainer, status: str, reason: str, first_l
         "steps": trainer.step,
         "steps_planned": t.steps,
         "tokens": tokens,
-        "first_loss": first_loss,
+        "first_loss": trainer.first_loss,
         "final_train_loss": sum(tail) / len(tail) if (tail and status == "completed") else None,
-        "val_loss": val_loss if status == "completed" else None,
+        "val_loss": trainer.val_loss if status == "completed" else None,
         "wall_time_s": wall,
         "tokens_per_s": tokens / wall if wall > 0 else None,
         "n_params": sum(p.numel() for p in trainer.model.parameters()),
@@ -248,8 +413,3 @@ def _progress(console):
         TextColumn("loss {task.fields[loss]:.4f}"), TextColumn("{task.fields[tps]:,.0f} tok/s"),
         TimeRemainingColumn(), console=console, transient=False,
     )  # fmt: skip
-
-
-def load_result(run_dir: Path) -> dict:
-    with open(run_dir / "result.json") as f:
-        return json.load(f)

@@ -116,9 +116,15 @@ class CoordCheckSpec:
         if not self.lr_mult > 0:
             raise MupxError(f"--lr-mult must be > 0, got {self.lr_mult}")
         if len(self.values) < MIN_POINTS:
-            raise MupxError(f"a coordinate check needs at least {MIN_POINTS} {self.axis}s, got {list(self.values)}")
-        if any(v <= 0 for v in self.values) or any(b <= a for a, b in zip(self.values, self.values[1:], strict=False)):
-            raise MupxError(f"--{self.axis}s must be positive and strictly increasing, got {list(self.values)}")
+            raise MupxError(
+                f"a coordinate check needs at least {MIN_POINTS} {self.axis}s, got {list(self.values)}"
+            )
+        if any(v <= 0 for v in self.values) or any(
+            b <= a for a, b in zip(self.values, self.values[1:], strict=False)
+        ):
+            raise MupxError(
+                f"--{self.axis}s must be positive and strictly increasing, got {list(self.values)}"
+            )
 
 
 def parse_sizes(text: str, flag: str) -> tuple[int, ...]:
@@ -126,7 +132,9 @@ def parse_sizes(text: str, flag: str) -> tuple[int, ...]:
     try:
         return tuple(int(part) for part in text.split(","))
     except ValueError:
-        raise MupxError(f"{flag} must be comma-separated integers like 64,128,256,512, got {text!r}") from None
+        raise MupxError(
+            f"{flag} must be comma-separated integers like 64,128,256,512, got {text!r}"
+        ) from None
 
 
 def make_spec(widths: str | None, depths: str | None, **kwargs) -> CoordCheckSpec:
@@ -197,7 +205,9 @@ class ActivationRecorder:
         self.latest: dict[str, torch.Tensor] = {}
         self.handles = [model.tok_emb.register_forward_hook(self._save("embedding"))]
         for i, label in block_labels.items():
-            self.handles.append(model.blocks[i].attn.logits.register_forward_hook(self._save(f"attn_logits.{label}")))
+            self.handles.append(
+                model.blocks[i].attn.logits.register_forward_hook(self._save(f"attn_logits.{label}"))
+            )
             self.handles.append(model.blocks[i].register_forward_hook(self._save(f"block.{label}")))
 
         readout0 = model.readout_weight.detach().clone()
@@ -234,8 +244,13 @@ def tensor_label(name: str, labels: dict[int, str]) -> str | None:
     return None if label is None else ".".join(["blocks", label, *parts[2:]])
 
 
-def _rms(t: torch.Tensor) -> float:
-    return t.float().pow(2).mean().sqrt().item()
+def _rms(t: torch.Tensor) -> float | None:
+    return _finite(t.float().pow(2).mean().sqrt().item())
+
+
+def _finite(v: float) -> float | None:
+    """Non-finite values (a diverged run) are stored as None, so coord_check.json stays strict JSON."""
+    return v if math.isfinite(v) else None
 
 
 def record_run(cfg: RunConfig, axis: str) -> dict:
@@ -259,12 +274,14 @@ def record_run(cfg: RunConfig, axis: str) -> dict:
             if t < cfg.train.steps:
                 loss, _, spectral = trainer.train_step()
             else:  # the last point: a forward at the final weights, no update
-                with torch.no_grad():
+                with torch.no_grad(), trainer.autocast():
                     x, y = (v.to(trainer.device) for v in trainer.sampler.next())
                     loss, spectral = model(x, y).item(), None
-            losses.append(loss)
+            losses.append(_finite(loss))
             for label, out in recorder.latest.items():
-                row = acts.setdefault(label, {"rms": []} if label == "logits_dW" else {"rms": [], "delta_rms": []})
+                row = acts.setdefault(
+                    label, {"rms": []} if label == "logits_dW" else {"rms": [], "delta_rms": []}
+                )
                 row["rms"].append(_rms(out))
                 if "delta_rms" in row:
                     init.setdefault(label, out)
@@ -275,12 +292,11 @@ def record_run(cfg: RunConfig, axis: str) -> dict:
                         continue
                     row = tensors.setdefault(names[name], {k: [None] for k in values})
                     for k, v in values.items():
-                        row[k].append(v)
+                        row[k].append(_finite(v))
                     if plan.row(name).role is Role.HIDDEN:
                         factor = depth_factor if name.startswith("blocks.") else 1.0
-                        row.setdefault("depth_rho_dw", [None]).append(values["rho_dw"] * factor)
-            finite = math.isfinite(loss) and all(math.isfinite(r["rms"][-1]) for r in acts.values())
-            if not finite:
+                        row.setdefault("depth_rho_dw", [None]).append(_finite(values["rho_dw"] * factor))
+            if losses[-1] is None or any(r["rms"][-1] is None for r in acts.values()):
                 diverged = f"non-finite loss or activation at step {t}"
                 break
     finally:
@@ -314,7 +330,9 @@ def gated(section: str, module: str, metric: str, axis: str, hidden: set[str]) -
     return module in hidden and metric == ("rho_dw" if axis == "width" else "depth_rho_dw")
 
 
-def mean_sizes(records: list[list[dict]], section: str, n_t: int) -> dict[str, dict[str, list[list[float | None]]]]:
+def mean_sizes(
+    records: list[list[dict]], section: str, n_t: int
+) -> dict[str, dict[str, list[list[float | None]]]]:
     """sizes[module][metric][point][t] = mean over seeds (None where undefined or a run stopped)."""
     out: dict = {}
     for module, metrics in records[0][0][section].items():
@@ -368,7 +386,9 @@ def run_coord_check(spec: CoordCheckSpec, out: Path | None = None, console=None)
     for value, cfg in zip(spec.values, configs, strict=True):
         records.append([record_run(with_seed(cfg, s), spec.axis) for s in seeds])
         if console is not None:
-            console.print(f"  {spec.axis} {value}: done ({time.perf_counter() - start:.1f} s)", highlight=False)
+            console.print(
+                f"  {spec.axis} {value}: done ({time.perf_counter() - start:.1f} s)", highlight=False
+            )
     hidden = set(records[0][0]["hidden"])
     sizes = {section: mean_sizes(records, section, spec.steps + 1) for section in ("activations", "tensors")}
     slopes = gate(sizes, spec.values, spec.axis, hidden, spec.tolerance)
@@ -392,7 +412,9 @@ def run_coord_check(spec: CoordCheckSpec, out: Path | None = None, console=None)
         "diverged": diverged,
         "n_gated": len(checked),
         "n_failed": sum(1 for s in checked if not s["ok"]),
-        "slopes": sorted(slopes, key=lambda s: (not s["gated"], -(math.inf if s["slope"] is None else abs(s["slope"])))),
+        "slopes": sorted(
+            slopes, key=lambda s: (not s["gated"], -(math.inf if s["slope"] is None else abs(s["slope"])))
+        ),
         "sizes": sizes,
         "per_seed": {str(v): point for v, point in zip(spec.values, records, strict=True)},
         "command": shlex.join(["mupx", *sys.argv[1:]]) if Path(sys.argv[0]).stem in ("mupx", "cli") else None,
@@ -413,7 +435,9 @@ def run_coord_check(spec: CoordCheckSpec, out: Path | None = None, console=None)
 def print_summary(result: dict, out: Path, console, n: int = 10) -> None:
     from rich.table import Table
 
-    table = Table(title=f"worst |slope| of log size vs log {result['axis']} (tolerance {result['tolerance']:g})")
+    table = Table(
+        title=f"worst |slope| of log size vs log {result['axis']} (tolerance {result['tolerance']:g})"
+    )
     for col in ("module", "metric", "t", "slope", ""):
         table.add_column(col, justify="right" if col in ("t", "slope") else "left")
     for s in [s for s in result["slopes"] if s["gated"]][:n]:

@@ -11,7 +11,7 @@ from ..io import atomic_write_bytes
 ROWS = (
     ("activations", "rms", "activation RMS"),
     ("activations", "delta_rms", "RMS of change since t=0"),
-    ("tensors", None, "ρ_ΔW (hidden)"),
+    ("tensors", None, None),
 )
 
 
@@ -23,10 +23,16 @@ def plot_coord_check(result: dict, path: Path) -> None:
 
     xs, n_t = result["values"], result["steps"] + 1
     tensor_metric = "rho_dw" if result["axis"] == "width" else "depth_rho_dw"
-    hidden = {s["module"] for s in result["slopes"] if s["section"] == "tensors" and s["gated"]}
+    gated = {(s["section"], s["module"], s["metric"]) for s in result["slopes"] if s["gated"]}
+    hidden = {module for section, module, _ in gated if section == "tensors"}
+    colors = plt.get_cmap("tab20").colors
+    color = {
+        m: colors[i % len(colors)] for i, m in enumerate([*result["sizes"]["activations"], *sorted(hidden)])
+    }
     fig, axes = plt.subplots(len(ROWS), n_t, figsize=(2.6 * n_t + 2.5, 2.4 * len(ROWS)), squeeze=False)
     for r, (section, metric, title) in enumerate(ROWS):
         metric = metric or tensor_metric
+        title = title or ("ρ_ΔW (hidden)" if metric == "rho_dw" else "ρ_ΔW·(L/L_base)·α_L (hidden)")
         modules = [m for m in result["sizes"][section] if section == "activations" or m in hidden]
         labelled = False
         for t in range(n_t):
@@ -36,8 +42,15 @@ def plot_coord_check(result: dict, path: Path) -> None:
                 ys = [row[t] for row in result["sizes"][section][module].get(metric, [])]
                 pts = [(x, y) for x, y in zip(xs, ys, strict=False) if y is not None and y > 0]
                 if pts:
-                    style = "--" if (section, module, metric) == ("activations", "logits", "rms") else "-"
-                    ax.plot(*zip(*pts, strict=True), style, marker="o", markersize=3, label=module)
+                    style = "-" if (section, module, metric) in gated else "--"  # dashed: recorded, not gated
+                    ax.plot(
+                        *zip(*pts, strict=True),
+                        style,
+                        color=color[module],
+                        marker="o",
+                        markersize=3,
+                        label=module,
+                    )
                     lines += 1
             if not lines:
                 ax.set_axis_off()

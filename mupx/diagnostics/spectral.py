@@ -41,7 +41,10 @@ class SpectralRatio:
 
     def __call__(self, matrix: torch.Tensor) -> float:
         iters = self.cold_iters if self.v is None else self.warm_iters
-        sigma, self.v = sigma_max(matrix, self.v, iters)
+        sigma, v = sigma_max(matrix, self.v, iters)
+        # a zero matrix (e.g. an optimizer's first step that only builds its statistics) or a non-finite
+        # one leaves no direction to warm-start from: start cold next time
+        self.v = v if bool(torch.isfinite(v).all()) and v.norm() > 0 else None
         fan_out, fan_in = matrix.shape
         return abs(self.c) * sigma.item() * math.sqrt(fan_in / fan_out)
 
@@ -55,7 +58,9 @@ class SpectralMonitor:
     Costs one parameter copy of memory while a step is watched and a few mat-vecs per matrix.
     """
 
-    def __init__(self, model: torch.nn.Module, plan: Plan, cold_iters: int = COLD_ITERS, warm_iters: int = WARM_ITERS):
+    def __init__(
+        self, model: torch.nn.Module, plan: Plan, cold_iters: int = COLD_ITERS, warm_iters: int = WARM_ITERS
+    ):
         params = dict(model.named_parameters())
         self.rows = [(r, params[r.name]) for r in plan.rows]
         self.ratios = {
@@ -79,10 +84,16 @@ class SpectralMonitor:
             new = p.detach()
             delta = new.float() - self.before[r.name].float()
             if (r.name, "w") in self.ratios:
-                out[r.name] = {"rho_w": self.ratios[r.name, "w"](new), "rho_dw": self.ratios[r.name, "dw"](delta)}
+                out[r.name] = {
+                    "rho_w": self.ratios[r.name, "w"](new),
+                    "rho_dw": self.ratios[r.name, "dw"](delta),
+                }
             elif r.role is Role.INPUT:
                 changed = delta.abs().amax(dim=1) > 0
-                out[r.name] = {"rms_w": abs(r.fwd_mult) * rms(new), "rms_dw": abs(r.fwd_mult) * rms(delta[changed])}
+                out[r.name] = {
+                    "rms_w": abs(r.fwd_mult) * rms(new),
+                    "rms_dw": abs(r.fwd_mult) * rms(delta[changed]),
+                }
             else:
                 out[r.name] = {"rms_w": rms(new), "rms_dw": rms(delta)}
         self.before = None

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .. import checkpoint
 from ..errors import MupxError
 from ..io import atomic_write_json
 from .store import read_result
@@ -36,6 +37,8 @@ class Task:
 
 def train_command(task: Task, device: str, gpus_per_run: int = 1) -> list[str]:
     args = ["train", "--out", str(task.run_dir), "--quiet", "--device", device]
+    if checkpoint.has_checkpoint(task.run_dir):
+        args.append("--resume")
     args += [a for o in task.overrides for a in ("-s", o)]
     if gpus_per_run > 1:
         return [
@@ -63,8 +66,9 @@ def finish_unresulted(task: Task, returncode: int) -> dict:
 
 
 def prepare_rundir(task: Task) -> None:
-    """A run that did not finish starts again from an empty folder (its partial files are the sweep's own)."""
-    if task.run_dir.exists():
+    """A run that did not finish continues from its newest checkpoint, or starts again from an empty
+    folder when it has none (its partial files are the sweep's own)."""
+    if task.run_dir.exists() and not checkpoint.has_checkpoint(task.run_dir):
         shutil.rmtree(task.run_dir)
     task.log.parent.mkdir(parents=True, exist_ok=True)
 
