@@ -59,13 +59,16 @@ def compose(overrides: list[str] | None = None) -> DictConfig:
             key_overrides.append(ov)
     try:
         with initialize_config_dir(config_dir=str(config_dir()), version_base=None, job_name="mupx"):
-            base = hydra_compose(config_name="config", overrides=group_overrides)
-            for ov in key_overrides:
-                key, _ = _split(ov)
-                if key.startswith(("+", "~")):
-                    continue
-                _check_key(base, key)
-            return hydra_compose(config_name="config", overrides=group_overrides + key_overrides)
+            try:
+                return hydra_compose(config_name="config", overrides=group_overrides + key_overrides)
+            except (HydraException, OmegaConfBaseException):
+                # Name the unknown key and what is known there, then fall back to Hydra's message.
+                base = hydra_compose(config_name="config", overrides=group_overrides)
+                for ov in key_overrides:
+                    key, _ = _split(ov)
+                    if not key.startswith(("+", "~")):
+                        _check_key(base, key)
+                raise
     except (HydraException, OmegaConfBaseException) as e:
         raise MupxError(f"bad config override: {str(e).splitlines()[0]}") from None
 

@@ -7,6 +7,7 @@ Adding an optimizer is one implementation file here, one entry in ``scaling/rule
 
 from __future__ import annotations
 
+import importlib
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,33 +18,49 @@ import torch
 from ..config import typed
 from ..errors import MupxError, choose
 from ..scaling.plan import Plan
-from .adopt import AdoptOptions, build_adopt
-from .builtin import AdamWOptions, SGDOptions, build_adamw, build_sgd
-from .lamb import LambOptions, build_lamb
-from .muon import MuonOptions, build_muon
-from .muonpp import MuonppOptions, build_muonpp
-from .shampoo import ShampooOptions, build_shampoo
-from .soap import SOAPOptions, build_soap
-from .sophia import SophiaOptions, build_sophia
 
 
 @dataclass(frozen=True)
 class OptimizerSpec:
-    options: type
-    build: Callable[[list[dict], Any], torch.optim.Optimizer]
+    """An optimizer's module, its options dataclass and its builder, imported on first use (some pull
+    in heavy dependencies: pytorch_optimizer, torch._dynamo)."""
+
+    module: str
+    options_name: str
+    build_name: str
     summary: str
+
+    @property
+    def options(self) -> type:
+        return getattr(importlib.import_module(self.module, __name__), self.options_name)
+
+    @property
+    def build(self) -> Callable[[list[dict], Any], torch.optim.Optimizer]:
+        return getattr(importlib.import_module(self.module, __name__), self.build_name)
 
 
 REGISTRY: dict[str, OptimizerSpec] = {
-    "sgd": OptimizerSpec(SGDOptions, build_sgd, "torch.optim.SGD (momentum)"),
-    "adamw": OptimizerSpec(AdamWOptions, build_adamw, "torch.optim.AdamW"),
-    "adopt": OptimizerSpec(AdoptOptions, build_adopt, "ADOPT with update clipping"),
-    "lamb": OptimizerSpec(LambOptions, build_lamb, "LAMB without the ||W|| clamp (own)"),
-    "sophia": OptimizerSpec(SophiaOptions, build_sophia, "SophiaG with a Gauss-Newton-Bartlett phase (own)"),
-    "shampoo": OptimizerSpec(ShampooOptions, build_shampoo, "Shampoo on hidden matrices, AdamW elsewhere (own)"),
-    "soap": OptimizerSpec(SOAPOptions, build_soap, "SOAP on hidden matrices, AdamW elsewhere (own)"),
-    "muon": OptimizerSpec(MuonOptions, build_muon, "Muon on hidden matrices, AdamW elsewhere (own)"),
-    "muonpp": OptimizerSpec(MuonppOptions, build_muonpp, "Muon++: update spectral norm held at target (own)"),
+    "sgd": OptimizerSpec(".builtin", "SGDOptions", "build_sgd", "torch.optim.SGD (momentum)"),
+    "adamw": OptimizerSpec(".builtin", "AdamWOptions", "build_adamw", "torch.optim.AdamW"),
+    "adopt": OptimizerSpec(
+        ".adopt", "AdoptOptions", "build_adopt", "ADOPT with update clipping (pytorch_optimizer)"
+    ),
+    "lamb": OptimizerSpec(".lamb", "LambOptions", "build_lamb", "LAMB without the ||W|| clamp (own)"),
+    "sophia": OptimizerSpec(
+        ".sophia", "SophiaOptions", "build_sophia", "SophiaG with a Gauss-Newton-Bartlett phase (own)"
+    ),
+    "shampoo": OptimizerSpec(
+        ".shampoo", "ShampooOptions", "build_shampoo", "Shampoo on hidden matrices, AdamW elsewhere (own)"
+    ),
+    "soap": OptimizerSpec(
+        ".soap", "SOAPOptions", "build_soap", "SOAP on hidden matrices, AdamW elsewhere (own)"
+    ),
+    "muon": OptimizerSpec(
+        ".muon", "MuonOptions", "build_muon", "Muon on hidden matrices, AdamW elsewhere (own)"
+    ),
+    "muonpp": OptimizerSpec(
+        ".muonpp", "MuonppOptions", "build_muonpp", "Muon++: update spectral norm held at its target (own)"
+    ),
 }
 
 
@@ -77,7 +94,9 @@ def build_optimizer(model: torch.nn.Module, plan: Plan, name: str, options: Any)
     return REGISTRY[name].build(param_groups(model, plan), options)
 
 
-def check_against_plan(optimizer: torch.optim.Optimizer, model: torch.nn.Module, plan: Plan, lr_factor: float) -> None:
+def check_against_plan(
+    optimizer: torch.optim.Optimizer, model: torch.nn.Module, plan: Plan, lr_factor: float
+) -> None:
     """Raise PlanMismatchError unless every parameter sits in exactly one group whose lr (= plan lr ×
     the schedule's current factor), weight decay, ε and other planned keys equal its plan row."""
     names = {id(p): n for n, p in model.named_parameters()}
