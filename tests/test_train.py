@@ -8,7 +8,7 @@ import torch
 
 from mupx.optim import PlanMismatchError, check_against_plan
 from mupx.runconfig import load_run_config
-from mupx.schedule import Schedule, attach
+from mupx.schedule import Schedule
 from mupx.train import Trainer, run
 
 from .conftest import TINY
