@@ -23,20 +23,20 @@ amount that depends on the momentum's spectrum, hence on the step, the layer and
 step length changes; the direction O is Muon's. The weights themselves are never normalised.
 
 The σ_max estimate. O's spectrum is nearly flat at the top (NS pushes every singular value towards 1),
-so plain power iteration on O converges very slowly: on the proxy, 1 warm-started round per step
-underestimated σ_max by up to 25% (10% on average) and 20 rounds still by up to 4%, which would make
-Muon++'s step *less* regular than Muon's. mupx therefore runs the power iteration on
-P = (X Xᵀ)⁴, where X is O in its wide orientation (min(fan_in, fan_out) rows), so each round raises
-the singular values to the 16th power; P costs one Gram product and two squarings of the small side
-in the NS dtype (2m²n + 4m³ flops, about 15–20% of the five NS iterations; bfloat16 products
-estimate as well as float32 ones, since only the direction of u matters). ``power_iters`` rounds per step (default
-8, i.e. σ^128) after the first 10 steps of each matrix, ``warmup_power_iters`` (default 16) during
-them, warm-started from the previous step's vector (the schedule of Qiu et al.'s spectral
-normaliser, 2512.05620 code: fewer rounds per step once warm, more early on). σ̂ = ‖Xᵀ u‖ for the
-final unit vector u, which never overestimates σ_max, so the realised ‖ΔW‖_R/η is ≥ 1; measured on
-the proxy at widths 128 and 256 it stayed below 1.012 (mean 1.002). The vector is kept in the
-optimizer state (a tensor of length min(fan_in, fan_out), so checkpoints round-trip) and starts from a
-vector seeded by the shape (``mupx.optim.spectral``), never from the global RNG.
+so plain power iteration on O converges very slowly: on the width-128 proxy, 1 warm-started round per
+step underestimated σ_max by up to 25% (10% on average) and 20 rounds still by up to 4%, which would
+make Muon++'s step *less* regular than Muon's. mupx therefore runs the power iteration on
+P = (X Xᵀ)⁸, where X is O in its wide orientation (m = min(fan_in, fan_out) rows), so each round
+raises the singular values to the 32nd power. P costs one Gram product and three squarings of the
+small side in the NS dtype (2m²n + 6m³ flops, 20–30% of the five NS iterations' 20m²n + 10m³;
+bfloat16 products estimate as well as float32 ones, since only the direction of the vector matters).
+``power_iters`` rounds per step (default 8, i.e. σ^256) after the first 10 steps of each matrix,
+``warmup_power_iters`` (default 16) during them, warm-started from the previous step's vector (the
+schedule of Qiu et al.'s spectral normaliser, 2512.05620 code: fewer rounds once warm, more early on).
+σ̂ = ‖Xᵀ u‖ for the final unit vector u, which never overestimates σ_max, so the realised ‖ΔW‖_R/η
+is ≥ 1. The vector is kept in the optimizer state (a float32 tensor of length m, so checkpoints
+round-trip) and starts from a vector seeded by the shape (``mupx.optim.spectral``), never from the
+global RNG. Measured (``scripts/muonpp_spectral.py``, 500 steps, widths 64–512): see the report.
 
 Assumptions: (1) the target √(fan_out/fan_in) is the right spectral scale for every hidden matrix
 (Yang et al.'s condition; for a transformer's hidden matrices with width-proportional fans it is
@@ -58,9 +58,10 @@ import torch
 
 from ..errors import MupxError
 from .muon import Muon, check_muon_common
-from .spectral import sigma_max, start_vector
+from .spectral import sigma_max
 
 WARMUP_STEPS = 10  # steps of each matrix that use ``warmup_power_iters``
+SQUARINGS = 3  # the power iteration runs on (X Xᵀ)^(2^SQUARINGS)
 
 
 @dataclass(frozen=True)
@@ -88,14 +89,15 @@ def update_sigma_max(
     o: torch.Tensor, u: torch.Tensor | None, iters: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(σ̂ ≤ σ_max(o), the unit vector it came from) by ``iters`` warm-started power-iteration rounds
-    on (X Xᵀ)⁴, X = ``o`` in its wide orientation; ``u`` is the previous step's vector or None."""
+    on (X Xᵀ)⁸, X = ``o`` in its wide orientation; ``u`` is the previous step's vector or None."""
     x = o.T if o.shape[0] > o.shape[1] else o
-    gram = x @ x.T  # products in the NS dtype; the power iteration and σ̂ in float32
-    gram = gram @ gram
-    _, u = sigma_max(gram @ gram, u, iters)
+    power = x @ x.T  # products in the NS dtype; the power iteration and σ̂ in float32
+    for _ in range(SQUARINGS):
+        power = power @ power
+    _, u = sigma_max(power, u, iters)
     sigma = (x.float().T @ u).norm()
-    # A zero update gives u = 0, which would stick as the warm start: restart from the seeded vector.
-    return sigma, torch.where(sigma > 0, u, start_vector(u.numel(), u.device))
+    # A zero update gives u = 0, which would stick as the warm start: restart from a flat unit vector.
+    return sigma, torch.where(sigma > 0, u, torch.full_like(u, u.numel() ** -0.5))
 
 
 class Muonpp(Muon):
