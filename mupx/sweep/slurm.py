@@ -30,16 +30,19 @@ and its own folder ``<sweep folder>/slurm/<array id>_<index>/`` for submitit's f
 its result, stdout/stderr). A job that fails (the run's own failure, an exception, a node failure, an
 out-of-memory kill, ``scancel``) becomes a ``failed`` run in ``sweep.json`` with the reason; the sweep goes on.
 
-Preemption and requeue: SLURM signals a job (USR2) before it preempts it, and 90 s before its time limit.
-submitit catches the signal in the job's own process, requeues the array element (``scontrol requeue``)
-and exits; the requeued element calls ``resume_or_start(task)``, which today starts the run again from an
-empty run folder (a run whose folder already holds a finished result is kept). The run's child process
-ignores SIGTERM and SIGUSR2 (SLURM signals every process of the job), so the job's own process decides
-what happens to it. submitit cannot tell a time-out from a preemption: a signal that comes later than
-min(80% of the time limit, the limit minus 10 minutes) counts as a time-out, and after one such requeue
-(``max_timeouts = 1``) the next time-out fails the run ("timed-out too many times"). Since runs restart
-from scratch, a run that really timed out would time out again: a too short ``--time-min`` costs twice its
-time, then shows as failed runs. Raise ``--time-min`` then.
+Preemption and requeue: SLURM sends the job USR2 90 s before its time limit (``--signal``) and, where the
+cluster is set up for it, before a preemption (SIGTERM, then USR2). submitit catches USR2 in the job's own
+process, requeues the array element (``scontrol requeue``) and exits; the requeued element calls
+``resume_or_start(task)``, which today starts the run again from an empty run folder (a run whose folder
+already holds a finished result is kept). SLURM signals every process of the job: the run's own process
+ignores USR2, so that the job's process decides, and stops on SIGTERM; a job whose run SIGTERM stopped
+reports no result and waits for the USR2 or the kill that follows (a cluster that requeues preempted jobs
+itself restarts the element the same way).
+
+submitit cannot tell a time-out from a preemption: a USR2 that comes later than min(80% of the time limit,
+the limit minus 10 minutes) counts as a time-out, and after one such requeue (``max_timeouts = 1``) the
+next fails the run ("timed-out too many times"). As runs restart from scratch, a run that really timed
+out would only time out again: a too short ``--time-min`` costs twice its time, then shows as failed runs.
 """
 
 from __future__ import annotations
@@ -66,16 +69,18 @@ from .executors import Task, finish_unresulted, prepare_rundir, train_command
 from .store import FINISHED, read_result
 
 NEEDED_COMMANDS = ("sbatch", "srun", "sacct")  # submit, start the job step, read job states
+STOP_WAIT_S = 60.0  # after SIGTERM stopped a run: how long its job waits for SLURM's requeue signal or kill
 
 
-def _ignore_stop_signals() -> None:
-    """In the run's child process: SLURM signals every process of a job; only the job's own process acts."""
-    for sig in (signal.SIGTERM, signal.SIGUSR2):
-        signal.signal(sig, signal.SIG_IGN)
+def _ignore_usr2() -> None:
+    """In the run's child process: SLURM signals every process of a job, and SIGUSR2 (submitit's requeue
+    signal) would kill the run before the job's own process acts on it. SIGTERM stays: the run may save."""
+    signal.signal(signal.SIGUSR2, signal.SIG_IGN)
 
 
-def resume_or_start(task: Task, device: str, gpus_per_run: int) -> dict:
-    """Run one task inside its SLURM job (first start and requeue alike) and return its result.
+def resume_or_start(task: Task, device: str, gpus_per_run: int) -> dict | None:
+    """Run one task inside its SLURM job (first start and requeue alike). Returns the run's result, or None
+    when SIGTERM stopped the run (SLURM preempting or cancelling the job).
 
     A run folder holding a finished result is kept; otherwise the run starts again from an empty folder.
     (Resuming from a checkpoint belongs here.)
@@ -98,25 +103,34 @@ def resume_or_start(task: Task, device: str, gpus_per_run: int) -> dict:
             stdout=log,
             stderr=subprocess.STDOUT,
             env=env,
-            preexec_fn=_ignore_stop_signals,
+            preexec_fn=_ignore_usr2,
         )
         try:
             returncode = proc.wait()
         finally:
-            if proc.poll() is None:  # submitit's preemption handler raised out of wait(): the run ends here
+            if proc.poll() is None:  # submitit's requeue handler raised out of wait(): the run ends here
                 proc.kill()
                 proc.wait()
-    return read_result(task.run_dir) or finish_unresulted(task, returncode)
+    result = read_result(task.run_dir)
+    if returncode == -signal.SIGTERM or (result or {}).get("status") == "interrupted":
+        return None
+    return result or finish_unresulted(task, returncode)
 
 
 class SlurmRun(submitit.helpers.Checkpointable):
-    """One array element. Checkpointable: on SLURM's preemption signal submitit requeues it unchanged."""
+    """One array element. Checkpointable: on SLURM's USR2 submitit requeues it unchanged."""
 
     def __init__(self, task: Task, device: str, gpus_per_run: int):
         self.task, self.device, self.gpus_per_run = task, device, gpus_per_run
 
     def __call__(self) -> dict:
-        return resume_or_start(self.task, self.device, self.gpus_per_run)
+        result = resume_or_start(self.task, self.device, self.gpus_per_run)
+        if result is None:
+            # Stopped by SIGTERM: report nothing. SLURM's USR2 (submitit requeues) or SIGKILL follows; if
+            # neither does, the job ends without a result and the sweep records the run as failed.
+            time.sleep(STOP_WAIT_S)
+            raise SystemExit("mupx: the run was stopped by SIGTERM and the job was not requeued")
+        return result
 
 
 def _failed(task: Task, reason: str) -> dict:
@@ -142,16 +156,13 @@ class SlurmExecutor:
     array_parallelism: int = 64
     dry_run: bool = False
     cpus_per_task: int | None = None
-    options: dict = field(
-        default_factory=dict
-    )  # more sbatch parameters by submitit's names: account, qos, mem, ...
+    # more sbatch parameters, by submitit's names (account, qos, mem, constraint, ...)
+    options: dict = field(default_factory=dict)
     max_timeouts: int = 1  # requeues after a (submitit-classified) time-out; see the module docs
     max_array_size: int = 1000  # SLURM's MaxArraySize is 1001 by default
     poll_s: float = 2.0  # how often result files are looked for
     sacct_every_s: float = 60.0  # job states (for jobs that end without a result) at least this often
-    result_grace_s: float = (
-        15.0  # how long a job that ended may take to show its result on a shared filesystem
-    )
+    result_grace_s: float = 15.0  # how long an ended job's result may take to show on a shared filesystem
 
     def __post_init__(self):
         self.folder = Path(self.folder)
@@ -203,7 +214,8 @@ class SlurmExecutor:
         command = " ".join(
             [shlex.quote(sys.executable), "-u -m submitit.core._submit", shlex.quote(str(folder))]
         )
-        script = _make_sbatch_string(command=command, folder=folder, map_count=n, **self.parameters())
+        array = n if n > 1 else None  # submitit submits a single run as a plain job
+        script = _make_sbatch_string(command=command, folder=folder, map_count=array, **self.parameters())
         arrays = -(-len(tasks) // self.max_array_size)
         first = shlex.join(train_command(_absolute(tasks[0]), self.device, self.gpus_per_run))
         return f"{script.rstrip()}\n\n# mupx: {len(tasks)} runs in {arrays} job array(s); element 0 runs:\n# {first}\n"
@@ -246,7 +258,10 @@ class SlurmExecutor:
                 job, task = entry
                 done = job.done(force_check=force)
                 force = False  # one sacct call refreshes every job
-                result = self._outcome(job, task, ended_at) if done else None
+                if not done:
+                    ended_at.pop(job.job_id, None)  # requeued, or not ended after all
+                    continue
+                result = self._outcome(job, task, ended_at)
                 if result is not None:
                     pending.remove(entry)
                     on_done(task, result)
@@ -263,7 +278,7 @@ class SlurmExecutor:
             return None
         return _failed(
             task,
-            f"slurm job {job.job_id} ended {job.state} without a result (see {task.log} and {job.paths.stderr})",
+            f"slurm job {job.job_id} ended {job.state} without a result; see logs/{task.log.name} and slurm/{job.job_id}/",
         )
 
 
