@@ -1,0 +1,236 @@
+"""The report's figures, drawn from ``fit_sweep``'s output (and the runs' metrics) with matplotlib's Agg
+backend. Each function returns PNG bytes; ``mupx.report`` writes them (atomically) and embeds them.
+
+Conventions shared by the figures: colour = width (one sequential colour map over the sweep's widths, the
+same in every panel; along depth too), learning rates and widths on log2 axes, one panel per
+parameterization (μP and SP side by side, or stacked where the legends are long).
+"""
+
+from __future__ import annotations
+
+import io
+import math
+
+import numpy as np
+
+PARAM_TITLES = {"mup": "μP", "sp": "SP"}
+LINESTYLES = ("-", "--", ":", "-.")  # one per hp combination or depth
+DPI = 110
+
+
+def pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def png_bytes(fig) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=DPI, bbox_inches="tight")
+    pyplot().close(fig)
+    return buf.getvalue()
+
+
+def width_colors(widths: list[int]) -> dict[int, tuple]:
+    """One colour per width from a sequential map (dark = narrow, light = wide; the last yellow is skipped)."""
+    cmap = pyplot().get_cmap("viridis")
+    n = len(widths)
+    return {w: cmap(0.85 * i / max(n - 1, 1)) for i, w in enumerate(sorted(widths))}
+
+
+def short_hp(hp: dict | None) -> str:
+    """'weight_decay=0.1' (the last part of each key)."""
+    return ", ".join(f"{k.split('.')[-1]}={v:g}" if isinstance(v, float) else f"{k.split('.')[-1]}={v}"
+                     for k, v in (hp or {}).items())  # fmt: skip
+
+
+def series_label(point: dict, depths: list[int]) -> str:
+    """'depth 4, weight_decay=0.1' for the panels that need it ('' when nothing varies)."""
+    return ", ".join(
+        ([f"depth {point['depth']}"] if len(depths) > 1 else [])
+        + ([short_hp(point.get("hp"))] if point.get("hp") else [])
+    )
+
+
+def _log2_xticks(ax) -> None:
+    """Integer log2 ticks on x, labelled 2^k."""
+    from matplotlib.ticker import FuncFormatter, MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"$2^{{{int(v)}}}$" if v == int(v) else ""))
+
+
+def loss_vs_lr(fits: dict, widths: list[int], depths: list[int]) -> bytes:
+    """Seed-mean loss (± seed std) against log2 lr, one line per width; per param a column, per (depth,
+    hp) a row. Dashed: the fitted quadratic over its window; star with a horizontal bar: the optimum and
+    its 95% interval (open star: at the grid edge); ×: diverged lrs, at the top; hollow circle at the
+    bottom: lrs with no finished run yet (pending or failed)."""
+    plt = pyplot()
+    params = list(fits)
+    rows = list(dict.fromkeys(series_label(p, depths) for fit in fits.values() for p in fit["points"]))
+    colors = width_colors(widths)
+    fig, axes = plt.subplots(
+        len(rows), len(params), figsize=(4.6 * len(params), 3.3 * len(rows)), squeeze=False, sharey="row"
+    )
+    for c, param in enumerate(params):
+        for r, label in enumerate(rows):
+            ax = axes[r][c]
+            for p in fits[param]["points"]:
+                if series_label(p, depths) == label:
+                    _draw_series(ax, p, colors[p["width"]], sorted(widths).index(p["width"]))
+            title = PARAM_TITLES.get(param, param) + (f" — {label}" if label else "")
+            ax.set_title(title, fontsize=10)
+            ax.set_xlabel("learning rate (log2)", fontsize=8)
+            if c == 0:
+                ax.set_ylabel("loss (seed mean ± std)", fontsize=8)
+            _log2_xticks(ax)
+            ax.tick_params(labelsize=7)
+            ax.grid(alpha=0.25)
+    _legend(axes[0][-1], colors)
+    fig.tight_layout()
+    return png_bytes(fig)
+
+
+def _draw_series(ax, p: dict, color, k: int) -> None:
+    """One width's curve; its diverged (top) and missing (bottom) marks sit in row k, so widths don't hide
+    each other."""
+    ok = [c for c in p["curve"] if c["status"] == "ok"]
+    if ok:
+        xs = [c["log2_lr"] for c in ok]
+        ys = [c["mean_loss"] for c in ok]
+        err = [c["std_loss"] or 0.0 for c in ok]
+        ax.errorbar(xs, ys, yerr=err, color=color, marker="o", markersize=3.5, lw=1.3, capsize=2)
+    q = p.get("quadratic")
+    if q and p.get("fit_lrs"):
+        lo, hi = math.log2(min(p["fit_lrs"])), math.log2(max(p["fit_lrs"]))
+        x = np.linspace(lo, hi, 50)
+        ax.plot(x, q["c"] + q["b"] * (x - q["x0"]) + q["a"] * (x - q["x0"]) ** 2, "--", color=color, lw=1)
+    if p.get("log2_lr_star") is not None:
+        xs = p["log2_lr_star"]
+        if q and p["method"] == "quadratic":
+            ys = q["c"] + q["b"] * (xs - q["x0"]) + q["a"] * (xs - q["x0"]) ** 2
+        else:
+            ys = p["best_loss"]
+        iv = p.get("interval")
+        xerr = [[xs - iv[0]], [iv[1] - xs]] if iv else None
+        ax.errorbar([xs], [ys], xerr=xerr, color=color, capsize=3, lw=1.6, zorder=5,
+                    marker="*", markersize=11, markeredgecolor="black", markeredgewidth=0.6,
+                    markerfacecolor="white" if p.get("at_edge") else color)  # fmt: skip
+    edge = ax.get_xaxis_transform()  # x in data, y in axes fractions
+    for c in p["curve"]:
+        if c["status"] == "diverged":
+            ax.plot([c["log2_lr"]], [0.96 - 0.045 * k], "x", color=color, transform=edge, ms=6, mew=1.8)
+        elif c["status"] == "missing":
+            ax.plot([c["log2_lr"]], [0.04 + 0.045 * k], "o", mfc="none", color=color, transform=edge, ms=6)
+
+
+def _legend(ax, colors: dict) -> None:
+    from matplotlib.lines import Line2D
+
+    handles = [
+        Line2D([], [], color=col, marker="o", markersize=4, label=f"width {w}") for w, col in colors.items()
+    ]
+    handles += [
+        Line2D([], [], color="grey", ls="--", label="quadratic fit (window)"),
+        Line2D([], [], color="grey", marker="*", ls="none", markersize=10, mec="black", label="optimum, 95% interval"),
+        Line2D([], [], color="grey", marker="*", ls="none", markersize=10, mfc="white", mec="black", label="optimum at grid edge"),
+        Line2D([], [], color="grey", marker="x", ls="none", mew=1.8, label="diverged"),
+        Line2D([], [], color="grey", marker="o", ls="none", mfc="none", label="pending / failed"),
+    ]  # fmt: skip
+    ax.legend(handles=handles, fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5), frameon=False)
+
+
+def optimum_vs_axis(fits: dict, axis: str, tolerance: float, widths: list[int]) -> bytes:
+    """log2 lr* against log2 width (or depth), one panel per param and one series per (other axis, hp):
+    the optima with their 95% intervals (triangles: a bound at the grid edge), the fitted drift line, and
+    the transfer zone — the band of half-width tolerance/2 around the line's midpoint, which holds the
+    line exactly when its drift over the swept range is within the tolerance. The verdicts are in the
+    legend. Along depth the colour is the width (as in the other figures); along width, the series."""
+    plt = pyplot()
+    params = [p for p in fits if fits[p]["drift"].get(axis)]
+    other = "depth" if axis == "width" else "width"
+    fig, axes = plt.subplots(len(params), 1, figsize=(8.0, 2.9 * len(params)), squeeze=False, sharex=True)
+    by_width, cycle = width_colors(widths), plt.get_cmap("tab10")
+    for ax, param in zip(axes[:, 0], params, strict=True):
+        entries = fits[param]["drift"][axis]
+        values = sorted({p[axis] for p in fits[param]["points"]})
+        span = math.log2(values[-1] / values[0])
+        hps = list(dict.fromkeys(short_hp(d.get("hp")) for d in entries))
+        for k, d in enumerate(entries):
+            color = by_width[d["width"]] if axis == "depth" else cycle(k % 10)
+            ls = LINESTYLES[hps.index(short_hp(d.get("hp"))) % 4] if axis == "depth" else "-"
+            pts = [p for p in fits[param]["points"]
+                   if p[other] == d[other] and (p.get("hp") or {}) == (d.get("hp") or {})]  # fmt: skip
+            parts = ([f"{other} {d[other]}"] if len(entries) > 1 else []) + (
+                [short_hp(d["hp"])] if d.get("hp") else []
+            )
+            name = ", ".join(parts)
+            dodge = 0.015 * span * (k - (len(entries) - 1) / 2)  # keep overlapping error bars apart
+            _draw_optima(ax, pts, axis, color, "osDPXh*"[k % 7], dodge)
+            label = f"{name}: " if name else ""
+            if d.get("slope") is not None:
+                u = np.log2(np.array(d["range"], float))
+                y = d["intercept"] + d["slope"] * u
+                mid = y.mean()
+                band = 0.12 if len(entries) <= 2 else 0.05
+                ax.fill_between(u, mid - tolerance / 2, mid + tolerance / 2, color=color, alpha=band, lw=0)
+                ax.plot(
+                    u, y, ls, color=color, lw=1.3, label=f"{label}{d['octaves']:+.2f} oct → {d['verdict']}"
+                )
+            else:
+                ax.plot([], [], " ", label=f"{label}{d['verdict']}")
+        ax.set_title(f"{PARAM_TITLES.get(param, param)}: lr* vs {axis}", fontsize=10)
+        ax.set_ylabel("optimal lr (log2)", fontsize=8)
+        ax.set_xticks([math.log2(v) for v in values], [str(v) for v in values])
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.25)
+        ax.fill_between([], [], color="grey", alpha=0.3, label=f"transfer zone (drift ≤ {tolerance:g} oct)")
+        ax.legend(fontsize=7, frameon=False, loc="center left", bbox_to_anchor=(1.02, 0.5))
+    axes[-1][0].set_xlabel(f"{axis} (log scale)", fontsize=8)
+    fig.tight_layout()
+    return png_bytes(fig)
+
+
+def _draw_optima(ax, pts: list[dict], axis: str, color, marker: str, dodge: float) -> None:
+    for p in pts:
+        if p.get("log2_lr_star") is None:
+            continue
+        x, y = math.log2(p[axis]) + dodge, p["log2_lr_star"]
+        if p.get("at_edge"):
+            m = "^" if p.get("edge") == "high" else "v"
+            ax.plot([x], [y], m, color=color, mfc="white", markersize=8)
+            continue
+        iv = p.get("interval")
+        yerr = [[y - iv[0]], [iv[1] - y]] if iv else None
+        ax.errorbar([x], [y], yerr=yerr, color=color, marker=marker, markersize=5, capsize=3, lw=1.2)
+
+
+def training_curves(curves: dict[str, list[dict]], widths: list[int]) -> bytes:
+    """Train loss against tokens for the best-lr run of each series, one panel per param: the raw
+    per-step loss faint, its EMA solid (``mupx.compare.smooth``)."""
+    from .compare import smooth
+
+    plt = pyplot()
+    params = list(curves)
+    colors = width_colors(widths)
+    fig, axes = plt.subplots(1, len(params), figsize=(4.6 * len(params), 3.3), squeeze=False, sharey=True)
+    for ax, param in zip(axes[0], params, strict=True):
+        labels = list(dict.fromkeys(c["label"] for c in curves[param]))
+        for c in curves[param]:
+            t, loss = np.asarray(c["tokens"], float), np.asarray(c["loss"], float)
+            color, ls = colors[c["width"]], LINESTYLES[labels.index(c["label"]) % 4]
+            ax.plot(t, loss, color=color, alpha=0.25, lw=0.8)
+            st, sl = smooth(t, loss, 0.05 * t[-1])
+            name = f"w{c['width']}" + (f" {c['label']}" if c["label"] else "") + f", lr {c['lr']:.3g}"
+            ax.plot(st, sl, ls, color=color, lw=1.5, label=name)
+        ax.set_title(f"{PARAM_TITLES.get(param, param)}: best-lr run per width", fontsize=10)
+        ax.set_xlabel("tokens", fontsize=8)
+        ax.set_ylabel("train loss", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.25)
+        ax.legend(fontsize=7, frameon=False)
+    fig.tight_layout()
+    return png_bytes(fig)

@@ -1,0 +1,457 @@
+"""``mupx report <sweep>``: the evidence of one sweep as figures, ``report.md`` and a self-contained
+``report.html``, written into ``<sweep>/report/``.
+
+The fits are recomputed from ``sweep.json``'s run records (``fit_sweep``), never read from its ``fits``,
+so the report always matches the runs, including runs that finished after the sweep last wrote its fits.
+Pending and failed runs are reported (counted, listed, drawn as hollow circles) and left out of the fits.
+
+What it gathers besides the sweep: ``<sweep>/transfer-*/transfer.json`` (``mupx transfer``) as a table,
+and any ``<sweep>/*/coord_check.json`` with its ``coord_check.png`` (``mupx coord-check --out
+<sweep>/coord_check``), copied beside the report.
+
+The content is built once as a list of blocks (headings, paragraphs, tables, images, code) and rendered
+twice: to Markdown (images as relative links) and to HTML (inline CSS, images as base64 data URIs, no
+external resource), so the two never disagree. Every input is read and every figure drawn before the
+first file is written: bad input (no folder, a missing or corrupt ``sweep.json``, another schema version)
+is a one-line error that leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import math
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import MupxError
+from .fit import fit_sweep
+from .io import atomic_write_bytes, atomic_write_text
+from .sweep.grid import SweepSpec
+from .sweep.store import load_sweep_json
+
+AXES = ("width", "depth")
+MAX_LISTED = 20  # unfinished runs listed by name
+VERDICT_CLASS = {"transfers": "ok", "drifts": "bad", "inconclusive": "warn"}
+
+
+@dataclass
+class Doc:
+    """The report's content as blocks: (kind, *args) with kind h1 | h2 | p | table | img | code."""
+
+    blocks: list[tuple] = field(default_factory=list)
+    images: dict[str, bytes] = field(default_factory=dict)  # file name -> PNG bytes
+
+    def add(self, kind: str, *args) -> None:
+        self.blocks.append((kind, *args))
+
+    def image(self, name: str, png: bytes, caption: str) -> None:
+        self.images[name] = png
+        self.add("img", name, caption)
+
+
+# --- inputs ----------------------------------------------------------------------------------------
+
+
+def load_sweep(path: Path) -> tuple[Path, dict, SweepSpec, dict]:
+    """(folder, sweep.json document, spec, freshly computed fits) for a sweep folder or its sweep.json."""
+    path = Path(path)
+    if not path.exists():
+        raise MupxError(f"no sweep folder or sweep.json at {path}")
+    folder = path if path.is_dir() else path.parent
+    doc = load_sweep_json(path)
+    try:
+        spec = SweepSpec.from_json(doc["spec"])
+        fits = fit_sweep(doc["runs"], tolerance_octaves=spec.tolerance)
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise MupxError(
+            f"{folder / 'sweep.json'} is malformed ({type(e).__name__}: {e}); rerun `mupx sweep` on its folder to rebuild it"
+        ) from None
+    return folder, doc, spec, fits
+
+
+def load_transfers(folder: Path) -> list[dict]:
+    """Every transfer-*/transfer.json, with its folder name; an unreadable one is kept as an error line."""
+    out = []
+    for path in sorted(folder.glob("transfer-*/transfer.json")):
+        try:
+            doc = json.loads(path.read_text())
+            doc["target"]["width"]  # noqa: B018 - the minimum the table needs
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            out.append({"folder": path.parent.name, "error": f"{type(e).__name__}"})
+            continue
+        out.append({"folder": path.parent.name, **doc})
+    return out
+
+
+def load_coord_checks(folder: Path) -> list[dict]:
+    """Every <sweep>/*/coord_check.json (verdict, axis, worst slope) with its PNG bytes when present."""
+    out = []
+    for path in sorted(folder.glob("*/coord_check.json")):
+        image = path.parent / "coord_check.png"
+        try:
+            doc = json.loads(path.read_text())
+            png = image.read_bytes() if image.exists() else None
+        except (OSError, ValueError):
+            doc, png = None, None
+        out.append({"folder": path.parent.name, "doc": doc if isinstance(doc, dict) else None, "png": png})
+    return out
+
+
+def best_lr_curves(folder: Path, runs: list[dict], fits: dict, depths: list[int]) -> dict[str, list[dict]]:
+    """Per param, the metrics of the best-lr (grid argmin) run of each series, lowest completed seed."""
+    from .plots import series_label
+
+    curves: dict[str, list[dict]] = {}
+    for param, fit in fits.items():
+        for p in fit["points"]:
+            if p.get("best_lr") is None:
+                continue
+            match = [r for r in runs if r["param"] == param and r["width"] == p["width"] and r["depth"] == p["depth"]
+                     and (r.get("hp") or {}) == (p.get("hp") or {}) and r["lr"] == p["best_lr"]
+                     and r["status"] == "completed"]  # fmt: skip
+            for r in sorted(match, key=lambda r: repr(r.get("seed"))):
+                rows = _metrics(folder / "runs" / r["run_id"] / "metrics.jsonl")
+                if len(rows) >= 2:
+                    curves.setdefault(param, []).append({
+                        "width": p["width"], "label": series_label(p, depths), "lr": r["lr"],
+                        "tokens": [row["tokens"] for row in rows], "loss": [row["loss"] for row in rows],
+                    })  # fmt: skip
+                    break
+    return curves
+
+
+def _metrics(path: Path) -> list[dict]:
+    try:
+        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    except (OSError, ValueError):
+        return []
+    return [
+        r
+        for r in rows
+        if isinstance(r.get("loss"), (int, float)) and math.isfinite(r["loss"]) and r.get("tokens")
+    ]
+
+
+# --- formatting --------------------------------------------------------------------------------------
+
+
+def _lr(x) -> str:
+    return f"{x:.3g}" if isinstance(x, (int, float)) else "–"
+
+
+def _lr_interval(iv) -> str:
+    return f"{2 ** iv[0]:.3g} – {2 ** iv[1]:.3g}" if iv else "–"
+
+
+def _oct(x) -> str:
+    return f"{x:+.2f}" if isinstance(x, (int, float)) else "–"
+
+
+def _loss(x) -> str:
+    return f"{x:.4f}" if isinstance(x, (int, float)) else "–"
+
+
+def _hp(hp: dict | None) -> str:
+    return ", ".join(f"{k}={v}" for k, v in (hp or {}).items()) or "–"
+
+
+def _cmd(args) -> str:
+    return shlex.join(str(a) for a in args)
+
+
+def transfer_command(folder: Path, t: dict) -> str:
+    """The ``mupx transfer`` command that wrote a transfer.json (rebuilt from it; the file stores no argv)."""
+    roles = [r.get("role", "") for r in t.get("runs", [])]
+    target, pred = t["target"], t.get("predicted") or {}
+    args = ["mupx", "transfer", "--from", t.get("sweep") or folder / "sweep.json", "--width", target["width"], "--depth",
+            target["depth"], "--steps", target["steps"], "--param", pred.get("param", "mup")]  # fmt: skip
+    if t.get("baseline"):
+        args += ["--baseline", t["baseline"]["param"]]
+    verify = sum(1 for r in roles if r.startswith("verify"))
+    if verify:
+        args += ["--verify", verify]
+    return _cmd(args)
+
+
+# --- content -----------------------------------------------------------------------------------------
+
+
+def build(folder: Path, doc: dict, spec: SweepSpec, fits: dict) -> Doc:
+    """Everything the report says, figures included, in memory."""
+    from . import plots
+
+    out = Doc()
+    runs = doc["runs"]
+    widths, depths = list(spec.widths), list(spec.depths)
+    out.add("h1", f"mupx report: {doc['name']}")
+    lrs = (
+        f"{len(spec.lrs)} lrs, {spec.lrs[0]:.3g} – {spec.lrs[-1]:.3g}"
+        if spec.lrs
+        else f"auto around {spec.auto.center:.3g}"
+    )
+    out.add("p", f"{spec.optimizer} on {spec.model}; parameterizations {', '.join(spec.params)}; widths "
+                 f"{', '.join(map(str, widths))}; depths {', '.join(map(str, depths))}; {lrs}; {len(spec.seeds)} "
+                 f"seed(s); {spec.steps} steps per run; base width {spec.base_width}, base depth {spec.base_depth}; "
+                 f"hp axes {_hp(spec.hp)}; drift tolerance {spec.tolerance:g} octaves.")  # fmt: skip
+    machine = doc.get("machine") or {}
+    out.add("p", f"Sweep updated {doc.get('updated', '?')} on {machine.get('host', '?')} "
+                 f"({machine.get('platform', '?')}, Python {machine.get('python', '?')}).")  # fmt: skip
+    if doc.get("command"):
+        out.add("code", _cmd(doc["command"]))
+    _status(out, runs)
+
+    out.add("h2", "Verdict: does the optimal learning rate transfer?")
+    _verdicts(out, fits, spec.tolerance)
+    out.add("h2", "Loss against learning rate")
+    out.image("loss_vs_lr.png", plots.loss_vs_lr(fits, widths, depths),
+              "Seed-mean loss per lr and width; dashed: quadratic fit; star: optimum with 95% interval; "
+              "×: diverged; hollow circle: pending or failed.")  # fmt: skip
+    for axis in AXES:
+        if any(fit["drift"].get(axis) for fit in fits.values()):
+            out.image(f"optimum_vs_{axis}.png", plots.optimum_vs_axis(fits, axis, spec.tolerance, widths),
+                      f"log2 lr* against log2 {axis} with 95% intervals (triangles: bounds at the grid edge), "
+                      f"the fitted drift line and the transfer zone.")  # fmt: skip
+    out.add("h2", "Optimum per width")
+    _optima(out, fits)
+    curves = best_lr_curves(folder, runs, fits, depths)
+    if curves:
+        out.add("h2", "Training curves")
+        out.image("training_curves.png", plots.training_curves(curves, widths),
+                  "Train loss against tokens of the best-lr run per width (faint: per step; solid: EMA).")  # fmt: skip
+
+    transfers = load_transfers(folder)
+    if transfers:
+        out.add("h2", "Transfer to the target")
+        _transfers(out, transfers)
+    checks = load_coord_checks(folder)
+    if checks:
+        out.add("h2", "Coordinate check")
+        _coord_checks(out, checks)
+
+    out.add("h2", "Commands")
+    out.add("p", "The commands that made this report:")
+    cmds = [_cmd(doc["command"])] if doc.get("command") else []
+    cmds += [c["doc"]["command"] for c in checks if c["doc"] and c["doc"].get("command")]
+    cmds += [transfer_command(folder, t) for t in transfers if "error" not in t]
+    cmds.append(_cmd(["mupx", "report", folder]))
+    out.add("code", "\n".join(cmds))
+    return out
+
+
+def _status(out: Doc, runs: list[dict]) -> None:
+    counts: dict[str, int] = {}
+    for r in runs:
+        counts[r["status"]] = counts.get(r["status"], 0) + 1
+    out.add("p", f"{len(runs)} runs: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) + ".")
+    unfinished = [r for r in runs if r["status"] not in ("completed", "diverged")]
+    if unfinished:
+        out.add("p", f"Warning: {len(unfinished)} run(s) pending or failed; the fits use the finished runs only "
+                     "(rerun the sweep command to finish them).")  # fmt: skip
+        rows = [[r["run_id"], r["status"], r.get("reason") or ""] for r in unfinished[:MAX_LISTED]]
+        out.add("table", ["run", "status", "reason"], rows)
+        if len(unfinished) > MAX_LISTED:
+            out.add("p", f"(the first {MAX_LISTED} of {len(unfinished)} listed)")
+
+
+def _verdicts(out: Doc, fits: dict, tol: float) -> None:
+    rows = []
+    for param, fit in fits.items():
+        for axis in AXES:
+            other = "depth" if axis == "width" else "width"
+            for d in fit["drift"].get(axis, []):
+                iv = d.get("octaves_interval")
+                rows.append([
+                    param, axis, f"{other} {d[other]}", _hp(d.get("hp")), _oct(d.get("octaves")),
+                    f"{iv[0]:+.2f} to {iv[1]:+.2f}" if iv else "–", d["verdict"], d.get("reason") or "",
+                ])  # fmt: skip
+    if rows:
+        out.add(
+            "table",
+            ["param", "axis", "at", "hp", "drift (octaves)", "95% interval", "verdict", "reason"],
+            rows,
+        )
+    else:
+        out.add("p", "No drift: the sweep has a single width and depth.")
+    out.add(
+        "p", f"Drift = change of log2 lr* over the swept range; it transfers when |drift| ≤ {tol:g} octaves."
+    )
+    rows = []
+    for param, fit in fits.items():
+        rec = fit.get("recommended")
+        verdict = ", ".join(f"{a}: {v}" for a, v in (fit.get("verdict") or {}).items() if v) or "–"
+        if rec:
+            rows.append([param, _lr(rec["lr"]), _lr_interval(rec.get("interval")), _hp(rec.get("hp")),
+                         str(rec.get("n_points")), verdict])  # fmt: skip
+        else:
+            rows.append([param, "–", "–", "–", "0", verdict])
+    out.add("table", ["param", "recommended base lr", "95% interval", "hp", "optima used", "verdict"], rows)
+
+
+def _optima(out: Doc, fits: dict) -> None:
+    rows = []
+    for param, fit in fits.items():
+        for p in fit["points"]:
+            edge = f"at {p['edge']} edge" if p.get("at_edge") else ""
+            runs = f"{p['n_seeds']} seed{'s' * (p['n_seeds'] != 1)}, {p['n_diverged']} diverged" + (
+                f", {p['n_missing']} pending/failed" if p["n_missing"] else ""
+            )
+            rows.append([
+                param, str(p["width"]), str(p["depth"]), _hp(p.get("hp")), _lr(p.get("lr_star")),
+                _lr_interval(p.get("interval")), p["method"] + (f" ({edge})" if edge else ""), _lr(p.get("best_lr")),
+                _loss(p.get("best_loss")), runs, p.get("note") or "",
+            ])  # fmt: skip
+    out.add(
+        "table",
+        [
+            "param",
+            "width",
+            "depth",
+            "hp",
+            "lr*",
+            "95% interval",
+            "method",
+            "grid best lr",
+            "best loss",
+            "runs",
+            "note",
+        ],
+        rows,
+    )
+
+
+def _transfers(out: Doc, transfers: list[dict]) -> None:
+    rows = []
+    for t in transfers:
+        if "error" in t:
+            rows.append([t["folder"], f"unreadable transfer.json ({t['error']})", *(["–"] * 7)])
+            continue
+        target, pred = t["target"], t.get("predicted") or {}
+        regret, base = t.get("regret"), t.get("baseline")
+        loss = _loss(t["loss"]) if t.get("loss") is not None else t.get("status", "–")
+        base_loss = (_loss(base["loss"]) if base["loss"] is not None else base["status"]) if base else "–"
+        rows.append([
+            t["folder"], f"w{target['width']} d{target['depth']}, {target['steps']} steps", pred.get("param", "–"),
+            _lr(pred.get("lr")), _lr(pred.get("extrapolated_lr")), loss,
+            f"{regret['value']:+.4f} (best lr {_lr(regret['best_lr'])})" if regret else "–",
+            f"{base['param']}: {base_loss}" if base else "–",
+            f"{base['gain']:+.4f}" if base and base.get("gain") is not None else "–",
+        ])  # fmt: skip
+    out.add("table", ["transfer", "target", "param", "predicted lr", "extrapolated lr", "loss", "regret",
+                      "baseline loss", "gain over baseline"], rows)  # fmt: skip
+    out.add("p", "Predicted lr: the sweep's recommended base lr, which the transfer ran; extrapolated: the drift "
+                 "line's value at the target, for comparison. Regret = loss at the transferred lr − best loss "
+                 "among the verification lrs (≥ 0; small is good). Gain = baseline loss − transferred loss at the "
+                 "same base lr (> 0: the transfer wins).")  # fmt: skip
+
+
+def _coord_checks(out: Doc, checks: list[dict]) -> None:
+    for c in checks:
+        d = c["doc"]
+        if d is None:
+            out.add("p", f"{c['folder']}/coord_check.json is unreadable.")
+            continue
+        worst = d.get("worst") or {}
+        slope = worst.get("slope")
+        out.add("p", f"{c['folder']}: {d.get('optimizer')} {d.get('param')} over {d.get('axis')}s "
+                     f"{', '.join(map(str, d.get('values', [])))}: {str(d.get('verdict')).upper()} — "
+                     f"{d.get('n_failed')} of {d.get('n_gated')} gated slopes above {d.get('tolerance')}"
+                     + (f" (worst |slope| {abs(slope):.3f}: {worst.get('module')} {worst.get('metric')} t={worst.get('t')})"
+                        if slope is not None else "") + ".")  # fmt: skip
+        if c["png"]:
+            name = "coord_check.png" if len(checks) == 1 else f"coord_check-{c['folder']}.png"
+            out.image(name, c["png"], f"Coordinate check ({c['folder']}).")
+
+
+# --- rendering ---------------------------------------------------------------------------------------
+
+
+def to_markdown(doc: Doc) -> str:
+    def text(t: str) -> str:  # literal asterisks (lr*), not emphasis
+        return str(t).replace("*", "\\*")
+
+    def cell(t: str) -> str:
+        return text(t).replace("|", "\\|").replace("\n", " ")
+
+    parts = []
+    for kind, *a in doc.blocks:
+        if kind == "h1":
+            parts.append(f"# {a[0]}")
+        elif kind == "h2":
+            parts.append(f"## {a[0]}")
+        elif kind == "p":
+            parts.append(text(a[0]))
+        elif kind == "code":
+            parts.append(f"```\n{a[0]}\n```")
+        elif kind == "img":
+            parts.append(f"![{Path(a[0]).stem}]({a[0]})\n\n*{text(a[1])}*")
+        elif kind == "table":
+            head, rows = a
+            lines = ["| " + " | ".join(cell(h) for h in head) + " |", "|" + "---|" * len(head)]
+            lines += ["| " + " | ".join(cell(c) for c in row) + " |" for row in rows]
+            parts.append("\n".join(lines))
+    return "\n\n".join(parts) + "\n"
+
+
+CSS = """
+body { font: 14px/1.45 -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; color: #1f2328;
+       max-width: 1150px; margin: 2em auto; padding: 0 1.2em; }
+h1 { font-size: 1.6em; border-bottom: 1px solid #d0d7de; padding-bottom: .3em; }
+h2 { font-size: 1.25em; margin-top: 1.8em; border-bottom: 1px solid #eaeef2; padding-bottom: .2em; }
+table { border-collapse: collapse; margin: .8em 0; font-size: 12.5px; display: block; overflow-x: auto; }
+th, td { border: 1px solid #d0d7de; padding: 3px 8px; text-align: left; vertical-align: top; }
+th { background: #f6f8fa; }
+tr:nth-child(even) td { background: #fbfcfd; }
+td.ok { color: #116329; font-weight: 600; } td.bad { color: #a40e26; font-weight: 600; }
+td.warn { color: #7d4e00; font-weight: 600; }
+pre { background: #f6f8fa; padding: .8em; overflow-x: auto; border-radius: 4px; font-size: 12.5px; }
+figure { margin: 1em 0; } figure img { max-width: 100%; border: 1px solid #eaeef2; }
+figcaption { font-size: 12px; color: #57606a; }
+"""
+
+
+def to_html(doc: Doc) -> str:
+    e = html.escape
+    parts = []
+    title = next((a[0] for kind, *a in doc.blocks if kind == "h1"), "mupx report")
+    for kind, *a in doc.blocks:
+        if kind in ("h1", "h2"):
+            parts.append(f"<{kind}>{e(a[0])}</{kind}>")
+        elif kind == "p":
+            parts.append(f"<p>{e(a[0])}</p>")
+        elif kind == "code":
+            parts.append(f"<pre><code>{e(a[0])}</code></pre>")
+        elif kind == "img":
+            data = base64.b64encode(doc.images[a[0]]).decode("ascii")
+            parts.append(f'<figure><img alt="{e(Path(a[0]).stem)}" src="data:image/png;base64,{data}">'
+                         f"<figcaption>{e(a[1])}</figcaption></figure>")  # fmt: skip
+        elif kind == "table":
+            head, rows = a
+            cells = ["<tr>" + "".join(f"<th>{e(str(h))}</th>" for h in head) + "</tr>"]
+            for row in rows:
+                tds = "".join(
+                    f'<td class="{VERDICT_CLASS[c]}">{e(c)}</td>'
+                    if c in VERDICT_CLASS
+                    else f"<td>{e(str(c))}</td>"
+                    for c in row
+                )
+                cells.append(f"<tr>{tds}</tr>")
+            parts.append("<table>" + "\n".join(cells) + "</table>")
+    body = "\n".join(parts)
+    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{e(title)}</title>\n'
+            f"<style>{CSS}</style></head>\n<body>\n{body}\n</body></html>\n")  # fmt: skip
+
+
+def write_report(path: Path) -> Path:
+    """Build the report of a sweep folder (or its sweep.json) into ``<sweep>/report/``; returns report.html."""
+    folder, doc, spec, fits = load_sweep(path)
+    content = build(folder, doc, spec, fits)
+    markdown, page = to_markdown(content), to_html(content)
+    out = folder / "report"
+    for name, png in content.images.items():
+        atomic_write_bytes(out / name, png)
+    atomic_write_text(out / "report.md", markdown)
+    atomic_write_text(out / "report.html", page)
+    return out / "report.html"

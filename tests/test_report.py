@@ -1,0 +1,177 @@
+"""`mupx report`: a real tiny sweep and transfer -> figures, report.md, a self-contained report.html;
+bad input is one line, exit 2, nothing written."""
+
+import contextlib
+import io
+import json
+import re
+import sys
+
+import pytest
+
+from mupx.cli import main
+
+from .conftest import TINY
+
+SWEEP_TINY = [o for o in TINY if not o.startswith(("model.width=", "param.base_width="))]
+_BUILT: dict[str, object] = {}  # optimizer -> sweep folder, shared with test_compare in one session
+
+
+def _mupx(*args) -> str:
+    """Run the CLI in this process (no interpreter start-up) with sys.argv as a shell would set it, since
+    sweep.json records it; returns stdout."""
+    argv = [str(a) for a in args]
+    saved, sys.argv = sys.argv, ["mupx", *argv]
+    out = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(out):
+            main(argv)
+    except SystemExit as e:
+        raise AssertionError(f"mupx {' '.join(argv)} exited {e.code}: {out.getvalue()[-2000:]}") from None
+    finally:
+        sys.argv = saved
+    return out.getvalue()
+
+
+def tiny_sweep(tmp_path_factory, optimizer: str = "adamw"):
+    """A finished tiny sweep with a transfer to width 128 (built once per session and optimizer).
+    adamw: widths 32, 64 x 3 lrs x mup and sp, 10 steps, transfer with an SP baseline. Others: one width
+    and one lr, just enough for a transfer to compare."""
+    if optimizer not in _BUILT:
+        root = tmp_path_factory.mktemp(f"report-{optimizer}")
+        sets = [a for o in SWEEP_TINY for a in ("-s", o)]
+        if optimizer == "adamw":
+            grid, extra = (
+                ["--widths", "32,64", "--lrs", "2^-9:2^-5:2", "--param", "both"],
+                ["--baseline", "sp"],
+            )
+        else:
+            grid, extra = ["--widths", "32", "--lrs", "0.1", "--param", "mup"], []
+        _mupx("sweep", "--optimizer", optimizer, *grid, "--steps", 10, "--jobs", 2, "--name", optimizer,
+              "--root", root, *sets)  # fmt: skip
+        folder = root / optimizer
+        _mupx("transfer", "--from", folder / "sweep.json", "--width", 128, *extra, "--jobs", 2)
+        _BUILT[optimizer] = folder
+    return _BUILT[optimizer]
+
+
+def cli(capsys, *args):
+    try:
+        main([str(a) for a in args])
+        code = 0
+    except SystemExit as e:
+        code = e.code
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+@pytest.fixture(scope="module")
+def reported(tmp_path_factory):
+    folder = tiny_sweep(tmp_path_factory)
+    # a coordinate check in the sweep folder is picked up (a stand-in PNG: the real one is tested elsewhere)
+    check = folder / "coord_check"
+    check.mkdir(exist_ok=True)
+    (check / "coord_check.json").write_text(json.dumps({
+        "verdict": "pass", "axis": "width", "values": [32, 64], "tolerance": 0.5, "optimizer": "adamw",
+        "param": "mup", "n_failed": 0, "n_gated": 3, "command": "mupx coord-check --widths 32,64",
+        "worst": {"module": "block.0", "metric": "rms", "t": 1, "slope": -0.12},
+    }))  # fmt: skip
+    _a_png(check / "coord_check.png")
+    return folder, _mupx("report", folder)
+
+
+def _a_png(path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig = plt.figure(figsize=(2, 1.5))
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def test_report_writes_every_file_and_valid_images(reported):
+    import matplotlib.image as mpimg
+
+    folder, stdout = reported
+    out = folder / "report"
+    assert str(out / "report.html") in stdout.replace("\n", "")
+    for name in ("loss_vs_lr.png", "optimum_vs_width.png", "training_curves.png", "coord_check.png"):
+        image = mpimg.imread(out / name)
+        assert image.ndim == 3 and image.shape[0] > 100 and image.shape[1] > 100, name
+    assert not (out / "optimum_vs_depth.png").exists()  # one depth
+
+
+def test_report_md_holds_the_tables_and_commands(reported):
+    folder, _ = reported
+    md = (folder / "report" / "report.md").read_text()
+    doc = json.loads((folder / "sweep.json").read_text())
+    assert "| param | axis | at | hp | drift (octaves) | 95% interval | verdict | reason |" in md
+    assert re.search(r"\| mup \| width \| depth 2 \| – \| .* \| (transfers|drifts|inconclusive) \|", md)
+    assert re.search(r"\| sp \| width \| depth 2 \|", md)
+    assert "## Optimum per width" in md and "| mup | 64 | 2 |" in md
+    assert "transfer-w128-d2" in md and "sp: " in md  # transfer table with the SP baseline
+    assert "mupx sweep --optimizer adamw" in md and doc["command"][1] == "sweep"
+    assert (
+        f"mupx transfer --from {folder}/sweep.json --width 128 --depth 2 --steps 10 --param mup --baseline sp"
+        in md
+    )
+    assert f"mupx report {folder}" in md
+    assert "PASS" in md and "mupx coord-check --widths 32,64" in md
+    for name in ("loss_vs_lr.png", "optimum_vs_width.png", "training_curves.png", "coord_check.png"):
+        assert f"]({name})" in md
+
+
+def test_report_html_is_self_contained(reported):
+    folder, _ = reported
+    page = (folder / "report" / "report.html").read_text()
+    assert page.startswith("<!DOCTYPE html>") and "<style>" in page
+    srcs = re.findall(r'(?:src|href)\s*=\s*"([^"]*)"', page)
+    assert len(srcs) == 4 and all(s.startswith("data:image/png;base64,") for s in srcs)
+    assert not re.search(r"https?://|<link|@import|url\(", page)
+    assert "drift (octaves)" in page and "mupx report" in page
+
+
+def test_report_marks_pending_and_failed_runs_and_reads_transfers(reported, tmp_path, capsys):
+    folder, _ = reported
+    copy = tmp_path / "partial"
+    copy.mkdir()
+    doc = json.loads((folder / "sweep.json").read_text())
+    doc["runs"][0].update(status="failed", loss=None, reason="exit code 1: boom")
+    doc["runs"][1].update(status="pending", loss=None)
+    (copy / "sweep.json").write_text(json.dumps(doc))
+    transfer = json.loads(next(folder.glob("transfer-*/transfer.json")).read_text())
+    transfer["regret"] = {"value": 0.0123, "best_lr": 0.02, "best_loss": 5.0}
+    (copy / "transfer-w999-d2").mkdir()
+    (copy / "transfer-w999-d2" / "transfer.json").write_text(json.dumps(transfer))
+    (copy / "transfer-w1-d1").mkdir()
+    (copy / "transfer-w1-d1" / "transfer.json").write_text("{")
+    code, _, err = cli(capsys, "report", copy / "sweep.json")
+    assert code == 0, err
+    md = (copy / "report" / "report.md").read_text()
+    unfinished = sum(r["status"] not in ("completed", "diverged") for r in doc["runs"])
+    assert f"Warning: {unfinished} run(s) pending or failed" in md, md
+    assert "| failed | exit code 1: boom |" in md and "pending/failed" in md
+    assert "+0.0123 (best lr 0.02)" in md and "unreadable transfer.json" in md
+    assert (copy / "report" / "loss_vs_lr.png").exists()
+
+
+@pytest.mark.parametrize("case", ["missing folder", "no sweep.json", "corrupt", "schema", "bad runs"])
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(case, tmp_path, capsys, reported):
+    folder = tmp_path / "sweep"
+    if case != "missing folder":
+        folder.mkdir()
+    good = json.loads((reported[0] / "sweep.json").read_text())
+    if case == "corrupt":
+        (folder / "sweep.json").write_text('{"schema_version": 1, "runs": [')
+    elif case == "schema":
+        (folder / "sweep.json").write_text(json.dumps({**good, "schema_version": 99}))
+    elif case == "bad runs":
+        (folder / "sweep.json").write_text(json.dumps({**good, "runs": [{"run_id": "x", "lr": "fast"}]}))
+    before = sorted(tmp_path.rglob("*"))
+    code, _, err = cli(capsys, "report", folder)
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("mupx: error:"), err
+    assert sorted(tmp_path.rglob("*")) == before
