@@ -41,11 +41,26 @@ class BatchSampler:
 
     def next(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The next (x, y) pair, both int64 of shape [batch, seq_len]."""
-        n_starts = len(self.tokens) - self.seq_len  # a window starting at s uses tokens s .. s+seq_len
+        ((x, y),) = self.next_shard(rank=0, world=1, accum=1)
+        return x, y
+
+    def next_shard(self, rank: int, world: int, accum: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """This rank's ``accum`` micro-batches of the next global batch.
+
+        The ``batch`` start positions are drawn exactly as :meth:`next` draws them; rank r takes rows
+        [r·batch/world, (r+1)·batch/world) and splits them into ``accum`` equal micro-batches, reading
+        only its own windows. So the global batch of a step depends on (seed, step) alone, not on the
+        number of ranks or micro-batches: 1 rank × 2 micro-batches trains on the same data as 2 ranks.
+        """
+        per_rank, micro = self.batch // world, self.batch // (world * accum)
+        if micro * world * accum != self.batch:
+            raise MupxError(f"batch {self.batch} is not divisible by world size {world} x accum {accum}")
+        n_starts = len(self.tokens) - self.seq_len
         starts = torch.randint(0, n_starts, (self.batch,), generator=self.generator).numpy()
-        windows = torch.from_numpy(self.tokens[starts[:, None] + self._offsets].astype(np.int64))
         self.step += 1
-        return windows[:, :-1].contiguous(), windows[:, 1:].contiguous()
+        mine = starts[rank * per_rank : (rank + 1) * per_rank]
+        windows = torch.from_numpy(self.tokens[mine[:, None] + self._offsets].astype(np.int64))
+        return [(w[:, :-1].contiguous(), w[:, 1:].contiguous()) for w in windows.split(micro)]
 
     def state_dict(self) -> dict:
         """Tensors and ints only, so it survives torch.save / torch.load(weights_only=True)."""

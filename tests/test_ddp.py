@@ -1,0 +1,89 @@
+"""torchrun / DDP on CPU (gloo): every optimizer keeps the ranks bit-identical and trains on the same
+global batch as one process, so a 2-rank run's losses match a 1-rank run with 2 accumulation steps."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from mupx.optim import REGISTRY
+from mupx.runconfig import load_run_config
+from mupx.train import run
+
+from .conftest import TINY
+
+STEPS = 6
+# Short preconditioner / Hessian periods so the run crosses a refresh under DDP too.
+PERIODS = {"shampoo": ["optimizer.precondition_every=2"], "soap": ["optimizer.precondition_every=2"],
+           "sophia": ["optimizer.hessian_every=2"]}  # fmt: skip
+# Stated tolerance: the 2-rank gradient is the same mean as the 1-rank one, summed in another order
+# (gloo all-reduce vs one backward), so losses agree to float32 round-off (measured: ≤ 1e-6 for adamw).
+LOSS_TOLERANCE = 1e-4
+
+
+def overrides(name: str) -> list[str]:
+    return TINY + [f"optimizer={name}", f"train.steps={STEPS}", "train.eval_every=3", *PERIODS.get(name, [])]
+
+
+def losses(run_dir) -> list[float]:
+    return [json.loads(line)["loss"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def torchrun(args: list[str]) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", "-m", "mupx.cli", *args]
+    return subprocess.run(command, capture_output=True, text=True, env=dict(os.environ), timeout=300)
+
+
+@pytest.mark.parametrize("name", sorted(REGISTRY))
+def test_two_ranks_stay_identical_and_match_one_rank(tmp_path, name):
+    two = tmp_path / "two"
+    sets = [a for o in overrides(name) for a in ("-s", o)]
+    proc = torchrun(["train", "--out", str(two), "--quiet", *sets])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads((two / "result.json").read_text())
+    assert result["status"] == "completed" and result["world_size"] == 2
+    assert result["ranks_in_sync"] is True  # sha256 of every parameter, gathered from both ranks
+    assert proc.stdout.count("completed:") == 1  # only rank 0 reports
+
+    one = run(load_run_config(overrides(name) + ["train.accum=2"]), tmp_path / "one")
+    assert one["world_size"] == 1 and one["tokens"] == result["tokens"]
+    a, b = losses(two), losses(tmp_path / "one")
+    assert len(a) == len(b) == STEPS
+    assert max(abs(x - y) for x, y in zip(a, b, strict=True)) <= LOSS_TOLERANCE, (a, b)
+    assert abs(result["val_loss"] - one["val_loss"]) <= LOSS_TOLERANCE
+
+
+def test_nproc_starts_torchrun_and_a_resume_continues_on_two_ranks(tmp_path):
+    """``mupx train --nproc 2`` launches torchrun; a checkpoint written by 2 ranks resumes on 2 ranks to the
+    same losses as the uninterrupted run, and refuses to resume on 1."""
+    sets = [a for o in overrides("adamw") for a in ("-s", o)]
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "mupx.cli", "train", "--nproc", "2", "--out", str(out), "--quiet", *sets]
+    first = subprocess.run(cmd + ["-s", "train.checkpoint_every=2"], capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stderr[-3000:]
+    straight = losses(out)
+    (out / "result.json").unlink()  # pretend the run stopped after its step-4 checkpoint
+    one_rank = subprocess.run([sys.executable, "-m", "mupx.cli", "train", "--resume", "--out", str(out), "--quiet",
+                               *sets, "-s", "train.checkpoint_every=2"], capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert one_rank.returncode == 2 and "written by 2 ranks" in one_rank.stderr
+    again = subprocess.run(cmd + ["--resume", "-s", "train.checkpoint_every=2"], capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert losses(out) == straight
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--nproc", "64"], "--nproc 64 is out of range (allowed: 1 to the"),
+        (["--nproc", "0"], "--nproc 0 is out of range"),
+        (["--nproc", "2", "-s", "train.batch=3"], "train.batch 3 is not divisible by --nproc 2 x train.accum 1"),
+    ],
+)
+def test_bad_nproc_is_one_line_exit_2(tmp_path, args, message):
+    sets = [a for o in TINY for a in ("-s", o)]
+    proc = subprocess.run([sys.executable, "-m", "mupx.cli", "train", "--out", str(tmp_path / "r"), *sets, *args],
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0 and message in proc.stderr, proc.stderr
+    assert not (tmp_path / "r").exists()
