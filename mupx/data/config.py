@@ -22,13 +22,14 @@ class DataConfig:
     source: Literal["stdlib", "local", "hub"]
     vocab_size: int = 4096  # BPE vocab when mupx trains the tokenizer
     val_fraction: float = 0.05  # fraction of files/documents in the val split
-    path: str | None = None  # local: a file or a folder of files
+    path: str | None = None  # local: a file or a folder of files; hub: a local copy used instead of the hub
     format: Literal["auto", "text", "json", "parquet"] = "auto"  # auto: from the file extension
     text_field: str = "text"  # column holding the text (json/parquet)
     name: str | None = None  # hub: dataset name, e.g. "roneneldan/TinyStories"
     subset: str | None = None  # hub: config name
     split: str = "train"  # hub/local split to read
-    tokenizer: str | None = None  # None: train a byte-level BPE on the train split; or a tokenizer.json
+    streaming: bool = False  # read the rows as a stream (datasets streaming mode) instead of loading them
+    tokenizer: str | None = None  # None or "bpe": train a byte-level BPE; a tokenizer.json; a hub name (gpt2)
     max_documents: int | None = None  # keep only the first N documents (quick runs)
     cache_dir: str | None = None  # None: $MUPX_CACHE_DIR or ~/.cache/mupx
 
@@ -52,6 +53,10 @@ class DataConfig:
             raise MupxError("data.text_field must be a non-empty column name")
         if not self.split:
             raise MupxError("data.split must be a non-empty split name, e.g. train")
+        if self.tokenizer == "":
+            raise MupxError(
+                "data.tokenizer must be bpe, a tokenizer.json path or a hub tokenizer name, got ''"
+            )
         if self.source == "local" and not self.path:
             raise MupxError("data.path is required for data=local (a file or a folder of files)")
         if self.source == "hub" and not self.name:

@@ -1,7 +1,8 @@
 """Local files (text, JSON lines, Parquet) and Hugging Face hub datasets, read through ``datasets``.
 
 Documents are rows of the ``text_field`` column (for text files, lines). Train/val is split by row index:
-document ``i`` is val if ``sha256(str(i))`` hashes below ``val_fraction``.
+document ``i`` is val if ``sha256(str(i))`` hashes below ``val_fraction``. With ``data.streaming`` the rows
+are streamed (``datasets`` streaming mode: nothing is downloaded or converted up front) instead of loaded.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import numpy as np
 
 from ..errors import MupxError
 from .config import DataConfig
-from .documents import DatasetTexts, is_val
+from .documents import DatasetTexts, StreamTexts, is_val
 
 EXTENSIONS = {".txt": "text", ".text": "text", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
 COMPRESSIONS = (".gz", ".bz2", ".xz", ".zst")  # datasets reads these transparently (text and json)
@@ -81,6 +82,8 @@ def _first_line(e: BaseException) -> str:
 
 
 def _check_field(dataset: Any, field: str, where: str) -> None:
+    if dataset.column_names is None:  # a streamed dataset without declared features: checked while reading
+        return
     if field not in dataset.column_names:
         raise MupxError(
             f"data.text_field {field!r} is not a column of {where} (columns: {', '.join(dataset.column_names)})"
@@ -94,6 +97,14 @@ def _check_field(dataset: Any, field: str, where: str) -> None:
 
 def _split(dataset: Any, field: str, val_fraction: float, max_documents: int | None):
     """Cap to the first ``max_documents`` rows, then split train/val by row index."""
+    import datasets
+
+    if isinstance(dataset, datasets.IterableDataset):
+        if max_documents is not None:
+            dataset = dataset.take(max_documents)
+        return StreamTexts(dataset, field, val_fraction, val=False), StreamTexts(
+            dataset, field, val_fraction, val=True
+        )
     if max_documents is not None and max_documents < len(dataset):
         dataset = dataset.select(range(max_documents))
     val = np.array([is_val(str(i), val_fraction) for i in range(len(dataset))], dtype=bool)
@@ -125,7 +136,11 @@ class LocalSource:
         cache = cfg.cache_root() / "data" / "hf-datasets"
         try:
             dataset = datasets.load_dataset(
-                self.format, data_files=[str(f) for f in self.files], split=cfg.split, cache_dir=str(cache)
+                self.format,
+                data_files=[str(f) for f in self.files],
+                split=cfg.split,
+                cache_dir=str(cache),
+                streaming=cfg.streaming,
             )
         except ValueError as e:  # includes an unknown split name
             raise MupxError(
@@ -140,14 +155,15 @@ class LocalSource:
         return _split(dataset, cfg.text_field, cfg.val_fraction, cfg.max_documents)
 
 
-def _offline_vars() -> list[str]:
+def offline_vars() -> list[str]:
     """The offline switches of huggingface_hub / datasets that are set."""
     names = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
     return [f"{v}=1" for v in names if os.environ.get(v, "").lower() in ("1", "true", "yes", "on")]
 
 
 class HubSource:
-    """A Hugging Face hub dataset; ``corpus_hash`` covers its name, subset, split and datasets fingerprint.
+    """A Hugging Face hub dataset; ``corpus_hash`` covers its name, subset, split and datasets fingerprint
+    (streamed: the builder's hash, which follows the hub revision).
 
     Offline (HF_HUB_OFFLINE / HF_DATASETS_OFFLINE set) only an already-downloaded dataset loads; anything
     else fails at once with a one-line error.
@@ -161,9 +177,15 @@ class HubSource:
         self.cfg = cfg
         where = f"hub dataset {cfg.name!r}" + (f" (subset {cfg.subset!r})" if cfg.subset else "")
         try:
-            self.dataset = datasets.load_dataset(cfg.name, cfg.subset, split=cfg.split)
+            if cfg.streaming:  # what load_dataset(streaming=True) does, keeping the builder for its hash
+                builder = datasets.load_dataset_builder(cfg.name, cfg.subset)
+                self.dataset = builder.as_streaming_dataset(split=cfg.split)
+                fingerprint = f"stream-{builder.hash}"
+            else:
+                self.dataset = datasets.load_dataset(cfg.name, cfg.subset, split=cfg.split)
+                fingerprint = getattr(self.dataset, "_fingerprint", None)
         except datasets.exceptions.DatasetNotFoundError as e:
-            if _offline_vars():
+            if offline_vars():
                 raise self._offline_error() from None
             raise MupxError(f"{where} not found (or private/gated): {_first_line(e)}") from None
         except ConnectionError as e:  # datasets turns offline mode and network failures into this
@@ -171,16 +193,15 @@ class HubSource:
         except (ValueError, datasets.exceptions.DatasetsError) as e:  # bad subset or split name, ...
             raise MupxError(f"cannot load {where}, split {cfg.split!r}: {_first_line(e)}") from None
         _check_field(self.dataset, cfg.text_field, where)
-        fingerprint = getattr(self.dataset, "_fingerprint", None)
         key = [cfg.name, cfg.subset, cfg.split, cfg.text_field, fingerprint]
         self.corpus_hash = hashlib.sha256(json.dumps(key).encode()).hexdigest()
         self.info = {"name": cfg.name, "subset": cfg.subset, "split": cfg.split, "fingerprint": fingerprint}
 
     def _offline_error(self, e: BaseException | None = None) -> MupxError:
-        why = " ".join(_offline_vars()) or (f"no network: {_first_line(e)}" if e else "no network")
+        why = " ".join(offline_vars()) or (f"no network: {_first_line(e)}" if e else "no network")
         return MupxError(
             f"cannot load hub dataset {self.cfg.name!r} offline ({why}): download it first "
-            "or use data=local with data.path=..."
+            "or set data.path to a local copy (a file or folder of .jsonl/.parquet/.txt files)"
         )
 
     def documents(self):

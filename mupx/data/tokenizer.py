@@ -1,4 +1,5 @@
-"""Tokenizers: train a byte-level BPE with the ``tokenizers`` library, or load a ``tokenizer.json``.
+"""Tokenizers: train a byte-level BPE with the ``tokenizers`` library, load a ``tokenizer.json``, or fetch
+a hub tokenizer (``Tokenizer.from_pretrained``, which reads the Hugging Face cache when offline).
 
 Documents are encoded in batches (in Rust) and flattened with numpy, each followed by the end-of-text
 token, into a 1-D array of ids (uint16 when the vocabulary fits, else uint32).
@@ -7,13 +8,15 @@ token, into a 1-D array of ids (uint16 when the vocabulary fits, else uint32).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from ..errors import MupxError
+from .files import offline_vars
 
 EOT = "<|endoftext|>"
 EOT_CANDIDATES = (EOT, "</s>", "<|end_of_text|>", "<eos>", "<|eos|>", "[SEP]")
@@ -32,6 +35,65 @@ def train_bpe(batches: Iterable[list[str]], vocab_size: int, n_docs: int | None 
     )
     tok.train_from_iterator(batches, trainer, length=n_docs)
     return tok
+
+
+@dataclass(frozen=True)
+class TokenizerChoice:
+    """What ``data.tokenizer`` names, resolved before the cache lookup."""
+
+    name: str  # recorded in the manifest: "bpe", the tokenizer.json's absolute path, or the hub name
+    data: bytes | None  # the tokenizer.json bytes; None: a BPE is trained on the corpus
+    path: Path | None  # the user's tokenizer.json file, if any
+
+    @property
+    def identity(self) -> str:
+        """The tokenizer's part of the cache key: "bpe", or the sha256 of its tokenizer.json."""
+        return "bpe" if self.data is None else hashlib.sha256(self.data).hexdigest()
+
+
+def resolve_tokenizer(spec: str | None) -> TokenizerChoice:
+    """``data.tokenizer``: null or ``bpe`` trains a byte-level BPE; a value ending in ``.json`` or naming an
+    existing path is a tokenizer.json file; anything else is a hub tokenizer name such as ``gpt2``."""
+    if spec is None or spec == "bpe":
+        return TokenizerChoice("bpe", None, None)
+    path = Path(spec).expanduser()
+    if spec.endswith(".json") or path.exists():
+        load_tokenizer(path)  # fail early, naming the path, if it is missing or broken
+        path = path.resolve()
+        return TokenizerChoice(str(path), path.read_bytes(), path)
+    return TokenizerChoice(spec, hub_tokenizer(spec).to_str().encode("utf-8"), None)
+
+
+def hub_tokenizer(name: str) -> Tokenizer:
+    """``Tokenizer.from_pretrained(name)``; offline, only a tokenizer already in the Hugging Face cache loads,
+    anything else is a one-line MupxError (with no network and no offline switch, after hub retries, ~25 s)."""
+    from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError, RepositoryNotFoundError
+    from huggingface_hub.utils import logging as hub_logging
+
+    level = hub_logging.get_verbosity()
+    hub_logging.set_verbosity_error()  # no "Retrying in 1s" lines before the one-line error
+    try:
+        return Tokenizer.from_pretrained(name)
+    except LocalEntryNotFoundError:
+        why = " ".join(offline_vars()) or "no network"
+        raise MupxError(
+            f"cannot load hub tokenizer {name!r} offline ({why}): it is not in the Hugging Face cache; "
+            "set data.tokenizer to a tokenizer.json path (or bpe)"
+        ) from None
+    except RepositoryNotFoundError:
+        raise MupxError(
+            f"data.tokenizer {name!r} is neither a file nor a hub model (or it is private/gated); "
+            "use bpe, a tokenizer.json path or a hub model name such as gpt2"
+        ) from None
+    except EntryNotFoundError:
+        raise MupxError(
+            f"hub model {name!r} has no tokenizer.json; set data.tokenizer to a tokenizer.json path"
+        ) from None
+    except Exception as e:  # a malformed name (HFValidationError), a broken file, ...
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise MupxError(f"cannot load hub tokenizer {name!r}: {first}") from None
+    finally:
+        hub_logging.set_verbosity(level)
 
 
 def load_tokenizer(path: str | Path) -> Tokenizer:
@@ -67,14 +129,13 @@ def token_dtype(n_vocab: int) -> np.dtype:
     return np.dtype(np.uint16) if n_vocab <= 2**16 else np.dtype(np.uint32)
 
 
-def encode(tok: Tokenizer, batches: Iterable[list[str]], eot: int, dtype: np.dtype) -> Iterator[np.ndarray]:
-    """For each batch of documents, one flat array: doc0 ids, eot, doc1 ids, eot, ..."""
+def encode(tok: Tokenizer, docs: list[str], eot: int, dtype: np.dtype) -> np.ndarray:
+    """One flat array for a batch of documents: doc0 ids, eot, doc1 ids, eot, ..."""
     if hasattr(tok, "encode_special_tokens"):
         tok.encode_special_tokens = True  # a literal "<|endoftext|>" inside a document is plain text
     encode_batch = getattr(tok, "encode_batch_fast", tok.encode_batch)  # fast: skips character offsets
     eot_arr = np.array([eot], dtype=dtype)
-    for batch in batches:
-        parts = []
-        for enc in encode_batch(batch, add_special_tokens=False):
-            parts += [np.asarray(enc.ids, dtype=dtype), eot_arr]
-        yield np.concatenate(parts) if parts else np.empty(0, dtype=dtype)
+    parts = []
+    for enc in encode_batch(docs, add_special_tokens=False):
+        parts += [np.asarray(enc.ids, dtype=dtype), eot_arr]
+    return np.concatenate(parts) if parts else np.empty(0, dtype=dtype)
