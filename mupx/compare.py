@@ -51,13 +51,14 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from .errors import MupxError
-from .io import atomic_write_bytes, atomic_write_json
+from .io import atomic_write_bytes, atomic_write_json, check_folder
 
 SCHEMA_VERSION = 1
 DATA_KEYS = ("source", "corpus_hash", "tokenizer_hash", "vocab_size", "val_fraction", "max_documents")
@@ -273,8 +274,7 @@ def run_compare(
         if ref is None:
             raise MupxError(f"unknown --reference {reference!r} (allowed: {', '.join(names)})")
     out = Path(out) if out is not None else Path("runs") / ("compare-" + "-".join(names))
-    if out.exists() and not out.is_dir():
-        raise MupxError(f"--out {out} exists and is not a folder")
+    check_folder(out, "--out")
     tau = smooth_frac * max(e.rows[-1]["tokens"] for e in entries)
     curves = {
         e.name: smooth([r["tokens"] for r in e.rows], [r["loss"] for r in e.rows], tau) for e in entries
@@ -304,8 +304,14 @@ def run_compare(
         "runs": results,
     }
     png = plot_compare(entries, curves, sec, doc)
-    atomic_write_json(out / "compare.json", doc)
-    atomic_write_bytes(out / "compare.png", png)
+    created = not out.exists()
+    try:
+        atomic_write_json(out / "compare.json", doc)
+        atomic_write_bytes(out / "compare.png", png)
+    except MupxError:  # a failed write (full disk): leave no half-written output folder behind
+        if created:
+            shutil.rmtree(out, ignore_errors=True)
+        raise
     doc["out"] = str(out)
     return doc
 

@@ -1,7 +1,7 @@
 """Atomic file writes: write to a temporary file in the same folder, fsync, then rename over the target.
 
 A reader therefore sees either the old file or the whole new one, never a half-written file, even if
-the writer is killed.
+the writer is killed. A write that fails (a full disk, a path through a file) is a one-line MupxError.
 """
 
 from __future__ import annotations
@@ -12,20 +12,40 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from .errors import MupxError
+
+
+def check_folder(path: str | os.PathLike, what: str = "--out") -> None:
+    """Fail early, before any work, unless ``path`` is a folder or can be created as one: neither it nor
+    its nearest existing parent may be a file."""
+    path = Path(path)
+    for p in (path, *path.parents):
+        if p.exists():
+            if not p.is_dir():
+                raise MupxError(
+                    f"{what} {path} exists and is not a folder"
+                    if p == path
+                    else f"{what} {path} cannot be created: {p} is a file, not a folder"
+                )
+            return
+
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
+    except BaseException as e:
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(e, OSError):
+            raise MupxError(f"cannot write {path}: {e.strerror or e}") from None
         raise
 
 

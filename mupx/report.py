@@ -23,12 +23,13 @@ import html
 import json
 import math
 import shlex
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import MupxError
 from .fit import fit_sweep
-from .io import atomic_write_bytes, atomic_write_text
+from .io import atomic_write_bytes, atomic_write_text, check_folder
 from .sweep.grid import SweepSpec
 from .sweep.store import load_sweep_json
 
@@ -447,11 +448,18 @@ def to_html(doc: Doc) -> str:
 def write_report(path: Path) -> Path:
     """Build the report of a sweep folder (or its sweep.json) into ``<sweep>/report/``; returns report.html."""
     folder, doc, spec, fits = load_sweep(path)
+    out = folder / "report"
+    check_folder(out, "report folder")
     content = build(folder, doc, spec, fits)
     markdown, page = to_markdown(content), to_html(content)
-    out = folder / "report"
-    for name, png in content.images.items():
-        atomic_write_bytes(out / name, png)
-    atomic_write_text(out / "report.md", markdown)
-    atomic_write_text(out / "report.html", page)
+    created = not out.exists()
+    try:
+        for name, png in content.images.items():
+            atomic_write_bytes(out / name, png)
+        atomic_write_text(out / "report.md", markdown)
+        atomic_write_text(out / "report.html", page)
+    except MupxError:  # a failed write (full disk): leave no half-written report folder behind
+        if created:
+            shutil.rmtree(out, ignore_errors=True)
+        raise
     return out / "report.html"

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from .errors import MupxError
 from .fit import fit_series, fit_sweep, predict_log2_lr
-from .io import atomic_write_json
+from .io import atomic_write_json, check_folder
 from .sweep.executors import Task
 from .sweep.grid import SweepSpec
 from .sweep.lock import SweepLock
@@ -67,6 +67,8 @@ def run_transfer(sweep_json: Path, width: int, depth: int | None, steps: int | N
                  verify: int, executor, progress=None) -> dict:  # fmt: skip
     if width <= 0:
         raise MupxError(f"--width must be a positive integer, got {width}")
+    if depth is not None and depth <= 0:
+        raise MupxError(f"--depth must be a positive integer, got {depth}")
     if verify < 0:
         raise MupxError(f"--verify must be >= 0, got {verify}")
     if baseline not in (None, "sp", "mup") or baseline == param:
@@ -83,6 +85,7 @@ def run_transfer(sweep_json: Path, width: int, depth: int | None, steps: int | N
     spec = dataclasses.replace(spec, steps=steps or spec.steps, widths=(width,), depths=(depth,))
     sweep_dir = sweep_json if sweep_json.is_dir() else sweep_json.parent
     folder = sweep_dir / f"transfer-w{width}-d{depth}"
+    check_folder(folder, "transfer folder")
     combo = tuple(pred["hp"].items())
     planner = Sweep(spec, folder, command=[])
     roles = [("transfer", param, pred["lr"])]

@@ -71,7 +71,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import MupxError
-from ..io import atomic_write_json
+from ..io import atomic_write_json, check_folder
 from ..runconfig import RunConfig, load_run_config
 from ..scaling.roles import Role
 
@@ -195,6 +195,10 @@ class FixedBatch:
 
     def next(self) -> tuple[torch.Tensor, torch.Tensor]:
         return self.batch
+
+    def next_shard(self, rank: int, world: int, accum: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """The trainer's interface (one process, no accumulation in a coordinate check)."""
+        return [self.batch]
 
 
 class ActivationRecorder:
@@ -379,8 +383,7 @@ def run_coord_check(spec: CoordCheckSpec, out: Path | None = None, console=None)
     configs, overrides = compose_points(spec)
     cfg0 = configs[0]
     out = out or default_out(cfg0, spec.axis)
-    if out.exists() and not out.is_dir():
-        raise MupxError(f"--out {out} exists and is not a folder")
+    check_folder(out, "--out")  # before anything trains
     seeds = [cfg0.seed + i for i in range(spec.seeds)]
     records = []
     for value, cfg in zip(spec.values, configs, strict=True):

@@ -14,6 +14,7 @@ from rich.table import Table
 
 from ..config import compose, to_dict
 from ..errors import MupxError, choose
+from ..io import check_folder
 from .executors import LocalExecutor, visible_gpus
 from .grid import PARAMS, AutoLR, SweepSpec, auto_center, check_overrides, parse_hp, parse_ints, parse_lrs
 from .runner import Sweep, best_by_width
@@ -61,13 +62,15 @@ def make_executor(o: dict, folder: Path):
     if o["dry_run"]:
         raise MupxError("--dry-run applies to --executor slurm only")
     gpus = visible_gpus()
-    jobs = o["jobs"] or (len(gpus) * o["runs_per_gpu"] if gpus else (os.cpu_count() or 1))
+    default = len(gpus) * o["runs_per_gpu"] if gpus else (os.cpu_count() or 1)
+    jobs = o["jobs"] if o["jobs"] is not None else default  # --jobs 0 is an error, not the default
     return LocalExecutor(jobs=jobs, gpus=gpus, runs_per_gpu=o["runs_per_gpu"], gpus_per_run=o["gpus_per_run"])
 
 
 def run_sweep_command(o: dict, console: Console) -> dict:
     spec = build_spec(o)
     folder = Path(o["root"]) / spec.name
+    check_folder(folder, "sweep folder")
     executor = make_executor(o, folder)
     sweep = Sweep(spec, folder, command=["mupx", *sys.argv[1:]])
     sweep.all_tasks()  # compose and validate every run of the first round before anything runs

@@ -15,8 +15,9 @@ PARAMS = {"mup": ["mup"], "sp": ["sp"], "both": ["mup", "sp"]}
 
 def parse_ints(text: str, flag: str) -> list[int]:
     """'64,128,256' -> [64, 128, 256]: positive, distinct, increasing."""
+    _no_empty_items(text, flag, "64,128,256")
     try:
-        values = [int(v) for v in text.split(",") if v.strip()]
+        values = [int(v) for v in text.split(",")]
     except ValueError:
         raise MupxError(
             f"{flag} {text!r} is not a comma-separated list of integers (e.g. 64,128,256)"
@@ -26,6 +27,14 @@ def parse_ints(text: str, flag: str) -> list[int]:
     if values != sorted(set(values)):
         raise MupxError(f"{flag} {text!r} must be increasing without repeats")
     return values
+
+
+def _no_empty_items(text: str, flag: str, example: str) -> None:
+    """'64,,128' or '64,128,' is a typo, not a shorter grid."""
+    if any(not v.strip() for v in text.split(",")):
+        raise MupxError(
+            f"{flag} {text!r} has an empty entry (expected a comma-separated list, e.g. {example})"
+        )
 
 
 def _number(text: str, flag: str) -> float:
@@ -58,7 +67,8 @@ def parse_lrs(text: str) -> list[float] | None:
         if n > 64:
             raise MupxError(f"--lrs {text!r} gives {n} learning rates (at most 64)")
         return [2.0 ** (math.log2(start) + i * step) for i in range(n)]
-    values = [_number(v, "--lrs") for v in text.split(",") if v.strip()]
+    _no_empty_items(text, "--lrs", "1e-3,3e-3")
+    values = [_number(v, "--lrs") for v in text.split(",")]
     if not values or any(v <= 0 for v in values):
         raise MupxError(f"--lrs {text!r} must list learning rates > 0, a range like 2^-12:2^-4:0.5, or auto")
     return sorted(set(values))

@@ -1,0 +1,518 @@
+"""A catalogue of bad input across every command: each case exits with code 2, prints exactly one line
+``mupx: error: ...`` naming the bad value, prints no traceback, and leaves every file and folder under
+the test's tmp folder as it was (the user's files byte-identical, no half-written run folder).
+
+Cases already covered elsewhere are not repeated: the flag and config errors of tests/test_cli.py (BAD),
+the grid errors of tests/test_sweep.py, and the bad sweep files of tests/test_report.py and
+tests/test_compare.py. The commands run in this process (``cli`` from test_cli); what needs a real run
+folder, sweep or transfer is built once per module and copied into each test's tmp folder.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shutil
+
+import pytest
+
+from mupx.data import load_corpus
+from mupx.runconfig import load_run_config
+from mupx.train import run
+
+from .conftest import TINY
+from .test_cli import cli, sets
+from .test_report import _mupx
+from .test_sweep import SWEEP_TINY
+
+MISSING = object()
+
+
+def snapshot(root) -> dict:
+    """Every file (its bytes) and folder (None) under ``root``."""
+    return {p.relative_to(root): (p.read_bytes() if p.is_file() else None) for p in root.rglob("*")}
+
+
+def changes(before: dict, after: dict) -> list[str]:
+    return sorted(
+        str(p) for p in before.keys() | after.keys() if before.get(p, MISSING) != after.get(p, MISSING)
+    )
+
+
+# --- what some cases need: a real run folder, a real sweep and its transfer (built once) -------------------
+
+
+@pytest.fixture(scope="module")
+def run_folder(tmp_path_factory):
+    """A finished 2-step run with a checkpoint at step 1 (also builds the session's token cache)."""
+    out = tmp_path_factory.mktemp("bad-input-run") / "run"
+    overrides = [*TINY, "train.steps=2", "train.checkpoint_every=1", "train.eval_every=2"]
+    assert run(load_run_config(overrides), out)["status"] == "completed"
+    return out, overrides
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """A finished sweep (width 32 x 3 lrs, 3 steps) and its transfer to width 64: 4 tiny runs."""
+    root = tmp_path_factory.mktemp("bad-input-sweep")
+    _mupx("sweep", "--widths", 32, "--lrs", "2^-9:2^-5:2", "--steps", 3, "--jobs", 2, "--name", "s",
+          "--root", root, *sets(SWEEP_TINY))  # fmt: skip
+    _mupx("transfer", "--from", root / "s", "--width", 64, "--jobs", 1)
+    return root / "s"
+
+
+def copy_sweep(tmp, request, name="s", transfers=False):
+    src = request.getfixturevalue("built")
+    ignore = None if transfers else shutil.ignore_patterns("transfer-*")
+    return shutil.copytree(src, tmp / name, ignore=ignore)
+
+
+def copy_run(tmp, request, keep_result=False):
+    src, overrides = request.getfixturevalue("run_folder")
+    out = shutil.copytree(src, tmp / "run")
+    if not keep_result:
+        (out / "result.json").unlink()  # as if the run had been killed after its checkpoint
+    return out, sets(overrides)
+
+
+def two_transfers(tmp, request):
+    """Two sweep folders (a, b) holding a copy of the same real transfer: comparable inputs."""
+    src = request.getfixturevalue("built") / "transfer-w64-d2"
+    a = shutil.copytree(src, tmp / "a" / "transfer-w64-d2")
+    b = shutil.copytree(src, tmp / "b" / "transfer-w64-d2")
+    return a, b
+
+
+def transfer_run(folder):
+    doc = json.loads((folder / "transfer.json").read_text())
+    return folder / "runs" / doc["runs"][0]["run_id"]
+
+
+def a_file(tmp, name="afile"):
+    """A regular file where a folder would have to be (root ignores chmod, so this is the unwritable path)."""
+    path = tmp / name
+    path.write_text("the user's file\n")
+    return path
+
+
+def train(tmp, *args):
+    return ["train", "--out", tmp / "run", *sets(TINY), *args]
+
+
+def sweep(tmp, *args):
+    return ["sweep", "--root", tmp, "--name", "bad", *sets(SWEEP_TINY), *args]
+
+
+def transfer(tmp, request, *args, sweep_json=None):
+    folder = copy_sweep(tmp, request)
+    return ["transfer", "--from", sweep_json(folder) if sweep_json else folder, "--width", 64, *args]
+
+
+def full_disk(monkeypatch, after: int):
+    """Every fsync after the first ``after`` fails as on a full disk (the atomic writes fsync each file)."""
+    calls = {"n": 0}
+    real = os.fsync
+
+    def fsync(fd):
+        calls["n"] += 1
+        if calls["n"] > after:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+
+
+# --- the catalogue: (setup(tmp, request, monkeypatch) -> argv, substrings of the one error line) -----------
+
+CASES = []
+
+
+def case(id_, *message, marks=()):
+    def register(setup):
+        CASES.append(pytest.param(setup, message, id=id_, marks=marks))
+        return setup
+
+    return register
+
+
+# train ---------------------------------------------------------------------------------------------------
+@case(
+    "train --out <file>/run",
+    "cannot be created",
+    "afile is a file, not a folder",
+)
+def _(tmp, request, mp):
+    return ["train", "--out", a_file(tmp) / "run", *sets(TINY)]
+
+
+@case("train --out <existing file>", "exists and is not a folder")
+def _(tmp, request, mp):
+    return ["train", "--out", a_file(tmp), *sets(TINY)]
+
+
+@case("train --resume without --out", "--resume needs --out")
+def _(tmp, request, mp):
+    return ["train", "--resume", *sets(TINY)]
+
+
+@case("train --resume on a finished run", "already holds a finished run (completed); nothing to resume")
+def _(tmp, request, mp):
+    out, overrides = copy_run(tmp, request, keep_result=True)
+    return ["train", "--resume", "--out", out, *overrides]
+
+
+@case("train --resume with corrupt checkpoints", "no readable checkpoint in", "step-0000001.pt")
+def _(tmp, request, mp):
+    out, overrides = copy_run(tmp, request)
+    for ckpt in (out / "checkpoints").glob("*.pt"):
+        ckpt.write_bytes(ckpt.read_bytes()[:100])  # truncated, as by a full disk
+    return ["train", "--resume", "--out", out, *overrides]
+
+
+@case("train --resume with a truncated config.yaml", "unreadable config.yaml")
+def _(tmp, request, mp):
+    out, overrides = copy_run(tmp, request)
+    text = (out / "config.yaml").read_text()
+    (out / "config.yaml").write_text(text[: len(text) // 2])
+    return ["train", "--resume", "--out", out, *overrides]
+
+
+@case(
+    "train -s train.schedule=exponential",
+    "train.schedule must be one of constant, cosine, linear, wsd, got 'exponential'",
+)
+def _(tmp, request, mp):
+    return train(tmp, "-s", "train.schedule=exponential")
+
+
+@case("train batch not divisible by accum", "train.batch 6", "not divisible", "train.accum 4")
+def _(tmp, request, mp):
+    return train(tmp, "-s", "train.batch=6", "-s", "train.accum=4")
+
+
+@case("train -s data.tokenizer=<truncated json>", "is not a valid tokenizer.json", "tok.json")
+def _(tmp, request, mp):
+    (tmp / "tok.json").write_text('{"version": "1.0", "trunc')
+    return train(tmp, "-s", f"data.tokenizer={tmp / 'tok.json'}")
+
+
+@case("train on a token cache built with another tokenizer", "was built with a different tokenizer")
+def _(tmp, request, mp):
+    load_corpus(load_run_config(TINY).data)  # the session cache holds this corpus
+    cache = tmp / "cache"
+    shutil.copytree(request.getfixturevalue("session_cache") / "data", cache / "data")
+    for tok in (cache / "data").glob("*/tokenizer.json"):
+        tok.write_bytes(tok.read_bytes() + b"\n")  # the tokenizer changed after the tokens were cached
+    return train(tmp, "-s", f"data.cache_dir={cache}")
+
+
+# rules ---------------------------------------------------------------------------------------------------
+@case("rules --vocab 0", "--vocab must be a positive integer, got 0")
+def _(tmp, request, mp):
+    return ["rules", "--vocab", "0"]
+
+
+@case("rules --depth 0", "model.depth must be a positive integer, got 0")
+def _(tmp, request, mp):
+    return ["rules", "--depth", "0"]
+
+
+@case("rules --model bert", "unknown model 'bert' (allowed: gpt2, llama)")
+def _(tmp, request, mp):
+    return ["rules", "--model", "bert"]
+
+
+@case(
+    "rules width not a multiple of head_dim", "model.width 96 is not a positive multiple of model.head_dim 64"
+)
+def _(tmp, request, mp):
+    return ["rules", "--width", "96", "--base-width", "64", "-s", "model.head_dim=64"]
+
+
+@case("rules -s param.wd_convention=decoupled", "param.wd_convention must be one of coupled, independent")
+def _(tmp, request, mp):
+    return ["rules", "-s", "param.wd_convention=decoupled"]
+
+
+# coord-check ---------------------------------------------------------------------------------------------
+def coord(tmp, *args):
+    return ["coord-check", "--out", tmp / "cc", *args]
+
+
+@case("coord-check --widths 64,,128", "--widths must be comma-separated integers", "'64,,128'")
+def _(tmp, request, mp):
+    return coord(tmp, "--widths", "64,,128")
+
+
+@case("coord-check --widths -64,64,128", "--widths must be positive and strictly increasing")
+def _(tmp, request, mp):
+    return coord(tmp, "--widths", "-64,64,128")
+
+
+@case("coord-check --depths 2,x,8", "--depths must be comma-separated integers", "'2,x,8'")
+def _(tmp, request, mp):
+    return coord(tmp, "--depths", "2,x,8")
+
+
+@case("coord-check --lr 0", "--lr must be > 0, got 0.0")
+def _(tmp, request, mp):
+    return coord(tmp, "--lr", "0")
+
+
+@case("coord-check --lr-mult -1", "--lr-mult must be > 0, got -1.0")
+def _(tmp, request, mp):
+    return coord(tmp, "--lr-mult", "-1")
+
+
+@case("coord-check --out <existing file>", "exists and is not a folder")
+def _(tmp, request, mp):
+    return ["coord-check", "--out", a_file(tmp)]
+
+
+@case("coord-check --out <file>/cc", "cannot be created", "afile is a file, not a folder")
+def _(tmp, request, mp):
+    return ["coord-check", "--out", a_file(tmp) / "cc"]
+
+
+# sweep ---------------------------------------------------------------------------------------------------
+@case("sweep --lrs 2^-4:2^-12:0.5", "'2^-4:2^-12:0.5': STOP must be >= START")
+def _(tmp, request, mp):
+    return sweep(tmp, "--lrs", "2^-4:2^-12:0.5")
+
+
+@case("sweep --lrs abc", "--lrs: 'abc' is not a number or a power of two")
+def _(tmp, request, mp):
+    return sweep(tmp, "--lrs", "abc")
+
+
+@case("sweep --lrs 1e-3,,2e-3", "--lrs '1e-3,,2e-3' has an empty entry")
+def _(tmp, request, mp):
+    return sweep(tmp, "--lrs", "1e-3,,2e-3")
+
+
+@case("sweep --lrs 1e-3:1e-2:0.5:1", "a range is START:STOP:STEP_IN_OCTAVES")
+def _(tmp, request, mp):
+    return sweep(tmp, "--lrs", "1e-3:1e-2:0.5:1")
+
+
+@case("sweep --lrs auto:0", "--lrs 'auto:0': the auto centre must be > 0")
+def _(tmp, request, mp):
+    return sweep(tmp, "--lrs", "auto:0")
+
+
+@case("sweep --widths 64,,128", "--widths '64,,128' has an empty entry")
+def _(tmp, request, mp):
+    return sweep(tmp, "--widths", "64,,128")
+
+
+@case("sweep --widths -64", "--widths '-64' must list positive integers")
+def _(tmp, request, mp):
+    return sweep(tmp, "--widths", "-64")
+
+
+@case("sweep --base-width 40", "param.base_width 40 is not a multiple of model.head_dim 16")
+def _(tmp, request, mp):
+    return sweep(tmp, "--widths", "32,64", "--lrs", "1e-3", "--base-width", "40")
+
+
+@case("sweep --jobs 0", "--jobs must be >= 1, got 0")
+def _(tmp, request, mp):
+    return sweep(tmp, "--widths", "32", "--lrs", "1e-3", "--jobs", "0")
+
+
+@case("sweep --dry-run with the local executor", "--dry-run applies to --executor slurm only")
+def _(tmp, request, mp):
+    return sweep(tmp, "--dry-run")
+
+
+@case("sweep --name ../x", "--name '../x' must be a plain folder name")
+def _(tmp, request, mp):
+    return sweep(tmp, "--name", "../x")
+
+
+@case("sweep --root <file>", "cannot be created", "afile is a file, not a folder")
+def _(tmp, request, mp):
+    return sweep(tmp, "--widths", "32", "--lrs", "1e-3", "--root", a_file(tmp))
+
+
+@case("sweep rerun on a truncated sweep.yaml", "cannot read the sweep spec", "sweep.yaml")
+def _(tmp, request, mp):
+    (tmp / "bad").mkdir()
+    (tmp / "bad" / "sweep.yaml").write_text(
+        "name: bad\nmodel: gpt2\noptimizer: adamw\nparams:\n- mup\nwidths: [32,"
+    )
+    return sweep(tmp, "--widths", "32", "--lrs", "1e-3", "--steps", "1")
+
+
+@case("sweep batch not divisible by accum", "train.batch 6", "train.accum 4")
+def _(tmp, request, mp):
+    return sweep(tmp, "--widths", "32", "--lrs", "1e-3", "--steps", "1", "--jobs", "1",
+                 "-s", "train.batch=6", "-s", "train.accum=4")  # fmt: skip
+
+
+# transfer ------------------------------------------------------------------------------------------------
+@case(
+    "transfer --param sp --baseline sp", "--baseline 'sp' must be the other parameterization (allowed: mup)"
+)
+def _(tmp, request, mp):
+    return transfer(tmp, request, "--param", "sp", "--baseline", "sp")
+
+
+@case("transfer --param both", "unknown param 'both' (allowed: mup, sp)")
+def _(tmp, request, mp):
+    return transfer(tmp, request, "--param", "both")
+
+
+@case("transfer --param sp from a mup-only sweep", "the sweep has no 'sp' runs (has: mup)")
+def _(tmp, request, mp):
+    return transfer(tmp, request, "--param", "sp")
+
+
+@case("transfer --depth 0", "--depth must be a positive integer, got 0")
+def _(tmp, request, mp):
+    return transfer(tmp, request, "--depth", "0")
+
+
+@case("transfer --verify -1", "--verify must be >= 0, got -1")
+def _(tmp, request, mp):
+    return transfer(tmp, request, "--verify", "-1")
+
+
+@case("transfer --jobs 0", "--jobs must be >= 1, got 0")
+def _(tmp, request, mp):
+    return transfer(tmp, request, "--jobs", "0")
+
+
+@case(
+    "transfer --width 100 (not a multiple of head_dim)",
+    "model.width 100 is not a positive multiple of model.head_dim 16",
+)
+def _(tmp, request, mp):
+    return [*transfer(tmp, request), "--width", "100"]
+
+
+@case("transfer from a truncated sweep.json", "sweep.json is not valid JSON")
+def _(tmp, request, mp):
+    def truncate(folder):
+        text = (folder / "sweep.json").read_text()
+        (folder / "sweep.json").write_text(text[: len(text) // 2])
+        return folder / "sweep.json"
+
+    return transfer(tmp, request, sweep_json=truncate)
+
+
+@case(
+    "transfer from a sweep.json of another schema_version", "has schema_version 2; this mupx reads version 1"
+)
+def _(tmp, request, mp):
+    def bump(folder):
+        doc = json.loads((folder / "sweep.json").read_text())
+        (folder / "sweep.json").write_text(json.dumps({**doc, "schema_version": 2}))
+        return folder
+
+    return transfer(tmp, request, sweep_json=bump)
+
+
+@case("transfer into a target folder that is a file", "exists and is not a folder", "transfer-w64-d2")
+def _(tmp, request, mp):
+    def block(folder):
+        a_file(folder, "transfer-w64-d2")
+        return folder
+
+    return transfer(tmp, request, sweep_json=block)
+
+
+# report --------------------------------------------------------------------------------------------------
+@case("report when <sweep>/report is a file", "report folder", "exists and is not a folder")
+def _(tmp, request, mp):
+    folder = copy_sweep(tmp, request)
+    a_file(folder, "report")
+    return ["report", folder]
+
+
+@case("report with a malformed spec in sweep.json", "is malformed (KeyError")
+def _(tmp, request, mp):
+    folder = copy_sweep(tmp, request)
+    doc = json.loads((folder / "sweep.json").read_text())
+    (folder / "sweep.json").write_text(json.dumps({**doc, "spec": {"name": "s"}}))
+    return ["report", folder]
+
+
+@case("report on a full disk", "cannot write", "No space left on device")
+def _(tmp, request, mp):
+    folder = copy_sweep(tmp, request)
+    full_disk(mp, after=1)  # the first figure is written, the second is not: no half-written report/
+    return ["report", folder]
+
+
+# compare -------------------------------------------------------------------------------------------------
+@case("compare --smooth 1", "--smooth 1.0 must be in [0, 1)")
+def _(tmp, request, mp):
+    a, b = two_transfers(tmp, request)
+    return ["compare", a, b, "--smooth", "1", "--out", tmp / "cmp"]
+
+
+@case("compare the same transfer twice", "two inputs are the same sweep")
+def _(tmp, request, mp):
+    a, _ = two_transfers(tmp, request)
+    return ["compare", a, a, "--out", tmp / "cmp"]
+
+
+@case("compare a transfer.json of another schema_version", "has schema_version 3; this mupx reads version 1")
+def _(tmp, request, mp):
+    a, b = two_transfers(tmp, request)
+    doc = json.loads((b / "transfer.json").read_text())
+    (b / "transfer.json").write_text(json.dumps({**doc, "schema_version": 3}))
+    return ["compare", a, b, "--out", tmp / "cmp"]
+
+
+@case("compare a run with a torn metrics.jsonl", "metrics.jsonl is not valid JSON lines")
+def _(tmp, request, mp):
+    a, b = two_transfers(tmp, request)
+    metrics = transfer_run(b) / "metrics.jsonl"
+    metrics.write_text(metrics.read_text()[:-30])
+    return ["compare", a, b, "--out", tmp / "cmp"]
+
+
+@case("compare a failed transfer run", "is 'failed' (boom); only completed runs compare")
+def _(tmp, request, mp):
+    a, b = two_transfers(tmp, request)
+    result = transfer_run(b) / "result.json"
+    result.write_text(json.dumps({**json.loads(result.read_text()), "status": "failed", "reason": "boom"}))
+    return ["compare", a, b, "--out", tmp / "cmp"]
+
+
+@case("compare --out <file>/cmp", "cannot be created", "afile is a file, not a folder")
+def _(tmp, request, mp):
+    a, b = two_transfers(tmp, request)
+    return ["compare", a, b, "--out", a_file(tmp) / "cmp"]
+
+
+@case("compare on a full disk", "cannot write", "No space left on device")
+def _(tmp, request, mp):
+    a, b = two_transfers(tmp, request)
+    full_disk(mp, after=1)  # compare.json is written, compare.png is not: no half-written --out
+    return ["compare", a, b, "--out", tmp / "cmp"]
+
+
+@pytest.mark.parametrize("setup,message", CASES)
+def test_bad_input_is_one_line_exit_2_and_changes_nothing(
+    setup, message, tmp_path, request, monkeypatch, capsys
+):
+    args = [str(a) for a in setup(tmp_path, request, monkeypatch)]
+    before = snapshot(tmp_path)
+    code, _, err = cli(capsys, *args)
+    lines = err.strip().splitlines()
+    assert "Traceback" not in err, err
+    assert code == 2, err
+    assert len(lines) == 1 and lines[0].startswith("mupx: error:"), err
+    for part in message:
+        assert part in lines[0], lines[0]
+    assert changes(before, snapshot(tmp_path)) == []
+
+
+def test_the_catalogue_covers_every_command():
+    commands = {p.id.split()[0] for p in CASES}
+    assert commands == {"train", "rules", "coord-check", "sweep", "transfer", "report", "compare"}
+    assert len(CASES) >= 28
