@@ -4,6 +4,7 @@ calls one function; every user error is one line on stderr with exit code 2."""
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -25,6 +26,22 @@ app = typer.Typer(
 console = Console()
 
 Overrides = Annotated[list[str], typer.Option("--set", "-s", help="Hydra override key=value (repeatable)")]
+
+
+WandbProject = Annotated[
+    str | None, typer.Option("--wandb", help="mirror runs to this wandb project (tracking.wandb.project)")
+]
+WandbMode = Annotated[
+    str | None, typer.Option(help="wandb mode: online (default with --wandb) | offline (no network) | disabled")
+]
+
+
+def wandb_overrides(project: str | None, mode: str | None) -> list[str]:
+    """``--wandb PROJECT [--wandb-mode M]`` as tracking overrides (a project alone means online)."""
+    out = [f"tracking.wandb.project={project}"] if project else []
+    if mode or project:
+        out.append(f"tracking.wandb.mode={mode or 'online'}")
+    return out
 
 
 def overrides_from(flags: dict[str, object], extra: list[str] | None) -> list[str]:
@@ -58,6 +75,11 @@ def train(
     resume: Annotated[
         bool, typer.Option(help="continue the run in --out from its newest checkpoint")
     ] = False,
+    nproc: Annotated[
+        int, typer.Option(help="ranks to start with torchrun on this machine (DDP: one per GPU, or gloo on CPU)")
+    ] = 1,
+    wandb: WandbProject = None,
+    wandb_mode: WandbMode = None,
     set_: Overrides = None,
 ):
     """Train one GPT-2 or Llama proxy under SP or μP and write its run folder."""
@@ -66,14 +88,20 @@ def train(
 
     flags = dict(model=model, width=width, depth=depth, optimizer=optimizer, param=param, lr=lr, steps=steps,
                  batch=batch, seq_len=seq_len, seed=seed, device=device, data=data)  # fmt: skip
-    overrides = overrides_from(flags, set_)
+    overrides = overrides_from(flags, wandb_overrides(wandb, wandb_mode) + (set_ or []))
     if quiet:
         overrides.append("train.progress=false")
     cfg = load_run_config(overrides)
     if resume and out is None:
         raise MupxError("--resume needs --out: the run folder to continue")
     out = out or Path("runs") / "train" / cfg.run_id
+    if nproc != 1:
+        from .distributed import launch_torchrun
+
+        raise typer.Exit(launch_torchrun(nproc, cfg, overrides, out, resume))
     result = run(cfg, out, console=console, resume=resume)
+    if int(os.environ.get("RANK", "0")) != 0:
+        return
     loss = result["final_train_loss"]
     summary = (
         f"{result['status']}: train loss {loss:.4f}, val loss {result['val_loss']:.4f}"
@@ -198,6 +226,8 @@ def sweep(
     time_min: Annotated[int, typer.Option(help="slurm: time limit per run, minutes")] = 60,
     array_parallelism: Annotated[int, typer.Option(help="slurm: at most this many array tasks at once")] = 64,
     dry_run: Annotated[bool, typer.Option(help="slurm: print the sbatch script and submit nothing")] = False,
+    wandb: WandbProject = None,
+    wandb_mode: WandbMode = None,
     set_: Overrides = None,
 ):
     """LR sweeps of proxies over widths/depths (x seeds x SP/μP), run in parallel, fitted into sweep.json."""
@@ -208,7 +238,8 @@ def sweep(
              hp=hp or [], steps=steps, base_width=base_width, base_depth=base_depth, name=name, root=root,
              jobs=jobs, executor=executor, runs_per_gpu=runs_per_gpu, gpus_per_run=gpus_per_run,
              tolerance=tolerance, partition=partition, time_min=time_min,
-             array_parallelism=array_parallelism, dry_run=dry_run, overrides=set_ or []),
+             array_parallelism=array_parallelism, dry_run=dry_run,
+             overrides=wandb_overrides(wandb, wandb_mode) + (set_ or [])),
         console,
     )  # fmt: skip
 
@@ -298,6 +329,42 @@ def compare(
                       format_speedup(r), time_)  # fmt: skip
     console.print(table)
     console.print(f"compare: {doc['out']}/compare.json, compare.png", highlight=False, soft_wrap=True)
+
+
+data_app = typer.Typer(help="Corpora: tokenize into the token cache ahead of training.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+
+@data_app.command("prepare")
+def data_prepare(
+    data: Annotated[
+        str | None,
+        typer.Option(
+            help="corpus (configs/data/): stdlib | local | hub | fineweb | fineweb_edu | openwebtext | tinystories"
+        ),
+    ] = None,
+    chunk_docs: Annotated[
+        int | None, typer.Option(help="documents per resumable chunk (default 10000)")
+    ] = None,
+    quiet: Annotated[bool, typer.Option(help="no progress bar")] = False,
+    set_: Overrides = None,
+):
+    """Tokenize a corpus once into the token cache that training reads; a killed prepare resumes when rerun."""
+    from .data.prepare import prepare
+    from .runconfig import load_run_config
+
+    if chunk_docs is not None and chunk_docs < 1:
+        raise MupxError(f"--chunk-docs must be a positive number of documents, got {chunk_docs}")
+    cfg = load_run_config(overrides_from(dict(data=data), set_))
+    corpus, built = prepare(cfg.data, console, chunk_docs, show_progress=not quiet)
+    m = corpus.manifest
+    console.print(
+        f"{'prepared' if built else 'already prepared'}: {m['n_docs_train'] + m['n_docs_val']:,} documents, "
+        f"{len(corpus.train):,} train / {len(corpus.val):,} val tokens, vocab {corpus.vocab_size} "
+        f"-> {m['cache_path']}",
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -21,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from .errors import MupxError, choose
 
-GROUPS = ("model", "optimizer", "param", "data", "train")
+GROUPS = ("model", "optimizer", "param", "data", "train", "tracking")
 
 
 def config_dir() -> Path:
@@ -128,6 +128,8 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
             except MupxError as e:
                 errors.append(str(e))
         raise MupxError(errors[0])
+    if dataclasses.is_dataclass(hint):  # a nested section, e.g. tracking.wandb
+        return typed(hint, value, key)
     if origin is Literal:
         if value not in args:
             raise MupxError(f"{key} must be one of {', '.join(map(str, args))}, got {value!r}")

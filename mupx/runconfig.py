@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from .config import compose, config_hash, to_dict, typed
@@ -11,12 +11,14 @@ from .errors import MupxError
 from .models import ModelConfig
 from .optim import parse_options
 from .scaling.plan import ParamConfig
+from .tracking import TrackingConfig
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     steps: int
-    batch: int
+    batch: int  # global sequences per optimizer step = per-rank micro-batch x world size x accum
+    accum: int  # gradient-accumulation micro-batches per step
     seq_len: int
     schedule: Literal["constant", "cosine", "linear", "wsd"]
     warmup: float
@@ -36,9 +38,11 @@ class TrainConfig:
     progress: bool
 
     def __post_init__(self):
-        for key in ("steps", "batch", "seq_len", "eval_every", "eval_batches", "log_every", "smooth"):
+        for key in ("steps", "batch", "accum", "seq_len", "eval_every", "eval_batches", "log_every", "smooth"):
             if getattr(self, key) <= 0:
                 raise MupxError(f"train.{key} must be a positive integer, got {getattr(self, key)}")
+        if self.batch % self.accum:
+            raise MupxError(f"train.batch {self.batch} is not divisible by train.accum {self.accum}")
         for key in ("warmup", "decay", "final_lr_frac"):
             if not 0 <= getattr(self, key) <= 1:
                 raise MupxError(f"train.{key} must be in [0, 1], got {getattr(self, key)}")
@@ -65,14 +69,21 @@ class RunConfig:
     seed: int
     device: str
     resolved: dict  # the composed config as plain data (saved as config.yaml)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)  # not in the run id
 
     @property
     def run_id(self) -> str:
-        """Stable id from everything that changes the result (not the device or display settings)."""
-        keyed = {k: v for k, v in self.resolved.items() if k not in ("device",)}
-        keyed["train"] = {k: v for k, v in keyed["train"].items() if k not in ("progress",)}
+        """Stable id from everything that changes the result."""
         o = self.resolved["optimizer"]
-        return f"{self.optimizer}-{self.param.name}-w{self.model.width}-d{self.model.depth}-lr{o['lr']:.3g}-s{self.seed}-{config_hash(keyed, 8)}"
+        return f"{self.optimizer}-{self.param.name}-w{self.model.width}-d{self.model.depth}-lr{o['lr']:.3g}-s{self.seed}-{config_hash(result_keys(self.resolved), 8)}"
+
+
+def result_keys(resolved: dict) -> dict:
+    """A composed config without what may differ between sessions of one run without changing its result
+    (the device, tracking, the progress bar): what run ids hash and what a resumed run must match."""
+    keyed = {k: v for k, v in resolved.items() if k not in ("device", "tracking")}
+    keyed["train"] = {k: v for k, v in keyed["train"].items() if k != "progress"}
+    return keyed
 
 
 def load_run_config(overrides: list[str]) -> RunConfig:
@@ -98,4 +109,5 @@ def from_resolved(resolved: dict) -> RunConfig:
         seed=resolved["seed"],
         device=device,
         resolved=resolved,
+        tracking=typed(TrackingConfig, resolved.get("tracking", {}), "tracking"),
     )

@@ -12,8 +12,10 @@ status ``diverged``, not a crash.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import math
+import shutil
 import signal
 import threading
 import time
@@ -22,16 +24,19 @@ from pathlib import Path
 
 import torch
 from omegaconf import OmegaConf
+from torch.nn.parallel import DistributedDataParallel
 
 from . import checkpoint
 from .data import BatchSampler, TokenCorpus, load_corpus
+from .distributed import Dist, any_rank, gather, init_from_env, mean, shutdown
 from .errors import MupxError
-from .io import append_jsonl, atomic_write_json, atomic_write_text
+from .io import append_jsonl, atomic_write_json, atomic_write_text, check_folder
 from .models import Transformer
 from .optim import build_optimizer, check_against_plan, group_settings
-from .runconfig import RunConfig
+from .runconfig import RunConfig, result_keys
 from .scaling.plan import Plan, apply_init, build_plan
 from .schedule import Schedule, attach
+from .tracking import WandbTracker
 
 EVAL_SEED = 0  # every run is scored on the same validation windows
 
@@ -54,45 +59,63 @@ def plan_for(cfg: RunConfig, vocab_size: int) -> Plan:
 
 @dataclass
 class Trainer:
-    """Everything one run needs, built and validated before anything is written to disk."""
+    """Everything one run needs, built and validated before anything is written to disk.
+
+    Under torchrun (DDP) ``model`` is the plain module and ``engine`` its DistributedDataParallel
+    wrapper (or the compiled module); every rank draws its own batches, gradients are averaged by DDP,
+    so every optimizer acts on the all-reduced gradient and the ranks stay identical.
+    """
 
     cfg: RunConfig
     corpus: TokenCorpus
     plan: Plan
     model: Transformer
+    engine: torch.nn.Module
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LambdaLR
     sampler: BatchSampler
     device: torch.device
+    dist: Dist = field(default_factory=Dist)
+    tracker: WandbTracker = field(default_factory=WandbTracker)  # opt-in wandb mirror, rank 0 only
     step: int = 0
     history: list[float] = field(default_factory=list)
     first_loss: float | None = None
     val_loss: float | None = None
     elapsed: float = 0.0  # wall time of earlier sessions of this run (before a resume)
-    hessian_generator: torch.Generator | None = None
     spectral: object | None = None
 
     @classmethod
     def build(cls, cfg: RunConfig) -> Trainer:
-        device = resolve_device(cfg.device)
+        d, device_spec = init_from_env(cfg.device)
+        device = resolve_device(device_spec)
+        t = cfg.train
+        if t.batch % (d.world * t.accum):
+            raise MupxError(
+                f"train.batch {t.batch} (global sequences per step) is not divisible by world size {d.world} "
+                f"x train.accum {t.accum}"
+            )
         corpus = load_corpus(cfg.data)
         plan = plan_for(cfg, corpus.vocab_size)
         torch.manual_seed(cfg.seed)
-        model = Transformer(cfg.model, corpus.vocab_size, cfg.train.seq_len, plan.multipliers).to(device)
+        model = Transformer(cfg.model, corpus.vocab_size, t.seq_len, plan.multipliers).to(device)
         apply_init(model, plan, torch.Generator().manual_seed(cfg.seed))
         optimizer = build_optimizer(model, plan, cfg.optimizer, cfg.options)
-        t = cfg.train
         scheduler = attach(optimizer, Schedule(t.schedule, t.steps, t.warmup, t.final_lr_frac, t.decay))
         check_against_plan(optimizer, model, plan, lr_factor=scheduler.lr_lambdas[0](0))
-        sampler = BatchSampler(corpus.train, t.batch, t.seq_len, seed=cfg.seed)
-        trainer = cls(cfg, corpus, plan, model, optimizer, scheduler, sampler, device)
-        if hasattr(optimizer, "update_hessian"):
-            trainer.hessian_generator = torch.Generator(device=device).manual_seed(cfg.seed + 1)
+        engine: torch.nn.Module = torch.compile(model) if t.compile else model
+        if d.active:
+            engine = DistributedDataParallel(engine, device_ids=[device.index] if device.type == "cuda" else None)
+        sampler = BatchSampler(corpus.train, t.batch, t.seq_len, seed=cfg.seed)  # global batches; each rank reads its shard
+        trainer = cls(cfg, corpus, plan, model, engine, optimizer, scheduler, sampler, device, d)
         if t.spectral_every:
             from .diagnostics.spectral import SpectralMonitor
 
             trainer.spectral = SpectralMonitor(model, plan)
         return trainer
+
+    @property
+    def tokens_per_step(self) -> int:
+        return self.cfg.train.batch * self.cfg.train.seq_len
 
     def autocast(self):
         dtype = self.cfg.train.dtype
@@ -100,30 +123,44 @@ class Trainer:
             return torch.autocast(self.device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
-    def forward_backward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        with self.autocast():
-            loss = self.model(x, y)
-        loss.backward()
+    def forward_backward(self, x: torch.Tensor, y: torch.Tensor, sync: bool = True, scale: float = 1.0) -> torch.Tensor:
+        """Loss of one micro-batch and its backward (DDP all-reduces only when ``sync``)."""
+        context = self.engine.no_sync() if (self.dist.active and not sync) else contextlib.nullcontext()
+        with context:
+            with self.autocast():
+                loss = self.engine(x, y)
+            (loss * scale).backward()
         return loss.detach()
 
-    def hessian_phase(self, x: torch.Tensor) -> None:
+    def hessian_phase(self, batches: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
         """Sophia's Gauss-Newton-Bartlett estimate (Liu et al. 2023, Alg. 2): backpropagate the loss on
         labels sampled from the model's own predictions, then let the optimizer fold grad² into its
-        Hessian EMA. Labels come from a dedicated generator, never the global RNG."""
-        with self.autocast():
-            logits = self.model(x)
-        flat = logits.float().view(-1, logits.shape[-1])
-        labels = torch.multinomial(flat.softmax(-1), 1, generator=self.hessian_generator).view(-1)
-        torch.nn.functional.cross_entropy(flat, labels).backward()
-        self.optimizer.update_hessian(n_tokens=x.numel())
+        Hessian EMA. Over the whole global batch, like the training gradient (all micro-batches, all-reduced
+        by DDP); the labels of global micro-batch j at step s come from a generator seeded by (seed, s, j),
+        never the global RNG, so the estimate is the same for any number of ranks and micro-batches and
+        needs no state in a checkpoint."""
+        accum = len(batches)
+        for i, (x, _) in enumerate(batches):
+            seed = label_seed(self.cfg.seed, self.step, self.dist.rank * accum + i)
+            generator = torch.Generator(device=self.device).manual_seed(seed)
+            with self.engine.no_sync() if (self.dist.active and i < accum - 1) else contextlib.nullcontext():
+                with self.autocast():
+                    logits = self.engine(x)
+                flat = logits.float().view(-1, logits.shape[-1])
+                labels = torch.multinomial(flat.softmax(-1), 1, generator=generator).view(-1)
+                (torch.nn.functional.cross_entropy(flat, labels) / accum).backward()
+        self.optimizer.update_hessian(n_tokens=self.cfg.train.batch * self.cfg.train.seq_len)
         self.optimizer.zero_grad(set_to_none=True)
 
     def train_step(self) -> tuple[float, float, dict | None]:
-        """One optimizer step; returns (loss, grad norm before clipping, spectral metrics or None)."""
-        x, y = (t.to(self.device, non_blocking=True) for t in self.sampler.next())
-        if self.hessian_generator is not None and self.optimizer.hessian_due():
-            self.hessian_phase(x)
-        loss = self.forward_backward(x, y)
+        """One optimizer step over ``train.accum`` micro-batches; returns (loss averaged over micro-batches
+        and ranks, grad norm before clipping, spectral metrics or None)."""
+        accum = self.cfg.train.accum
+        shard = self.sampler.next_shard(self.dist.rank, self.dist.world, accum)
+        batches = [(x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)) for x, y in shard]
+        if hasattr(self.optimizer, "update_hessian") and self.optimizer.hessian_due():
+            self.hessian_phase(batches)
+        loss = sum(self.forward_backward(x, y, sync=i == accum - 1, scale=1.0 / accum) for i, (x, y) in enumerate(batches)) / accum
         clip = self.cfg.train.grad_clip
         params = [p for p in self.model.parameters() if p.grad is not None]
         norm = torch.nn.utils.clip_grad_norm_(params, clip if clip > 0 else float("inf"))
@@ -135,68 +172,84 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         self.scheduler.step()
         self.step += 1
-        return loss.item(), norm.item(), spectral
+        return mean(loss, self.dist).item(), norm.item(), spectral
 
     @torch.no_grad()
     def evaluate(self) -> float:
-        sampler = BatchSampler(self.corpus.val, self.cfg.train.batch, self.cfg.train.seq_len, seed=EVAL_SEED)
+        """Mean loss on fixed validation windows (the same for every run and resume), computed in the
+        training's micro-batches, each rank on its shard of every batch, averaged over ranks."""
+        t = self.cfg.train
+        sampler = BatchSampler(self.corpus.val, t.batch, t.seq_len, seed=EVAL_SEED)
         self.model.eval()
-        total = 0.0
-        for _ in range(self.cfg.train.eval_batches):
-            x, y = (t.to(self.device) for t in sampler.next())
-            with self.autocast():
-                total += self.model(x, y).item()
+        total = torch.zeros((), device=self.device)
+        for _ in range(t.eval_batches):
+            for x, y in sampler.next_shard(self.dist.rank, self.dist.world, t.accum):
+                with self.autocast():
+                    total += self.model(x.to(self.device), y.to(self.device)).float()
         self.model.train()
-        return total / self.cfg.train.eval_batches
+        return mean(total / (t.eval_batches * t.accum), self.dist).item()
 
     def lr_factor(self) -> float:
         return self.scheduler.lr_lambdas[0](self.step)
 
     def state_dict(self) -> dict:
-        """Everything a bit-identical continuation needs; tensors and plain values only."""
+        """Everything a bit-identical continuation needs; tensors and plain values only. Under DDP the
+        model, optimizer and data sampler are identical on every rank; the global RNG states are kept per rank."""
         return {
             "run_id": self.cfg.run_id,
+            "world": self.dist.world,
             "step": self.step,
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
-            "sampler": self.sampler.state_dict(),
-            "rng": checkpoint.rng_state(),
-            "hessian_generator": self.hessian_generator.get_state()
-            if self.hessian_generator is not None
-            else None,
+            "ranks": gather(self._rank_state(), self.dist),
             "history": torch.tensor(self.history, dtype=torch.float64),
             "first_loss": self.first_loss,
             "val_loss": self.val_loss,
             "elapsed": self.elapsed,
         }
 
+    def _rank_state(self) -> dict:
+        return {
+            "sampler": self.sampler.state_dict(),
+            "rng": checkpoint.rng_state(),
+        }
+
     def load_state_dict(self, state: dict) -> None:
         if state["run_id"] != self.cfg.run_id:
-            raise MupxError(
-                f"checkpoint {state.get('_path')} belongs to run {state['run_id']}, not {self.cfg.run_id}"
-            )
+            raise MupxError(f"checkpoint {state.get('_path')} belongs to run {state['run_id']}, not {self.cfg.run_id}")
+        if state["world"] != self.dist.world:
+            raise MupxError(f"checkpoint {state.get('_path')} was written by {state['world']} ranks; resume it with as many (now {self.dist.world})")
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
-        self.sampler.load_state_dict(state["sampler"])
-        checkpoint.set_rng_state(state["rng"])
-        if self.hessian_generator is not None:
-            self.hessian_generator.set_state(state["hessian_generator"].cpu())
+        mine = state["ranks"][self.dist.rank]
+        self.sampler.load_state_dict(mine["sampler"])
+        checkpoint.set_rng_state(mine["rng"])
         self.step = state["step"]
         self.history = state["history"].tolist()
-        self.first_loss, self.val_loss, self.elapsed = (
-            state["first_loss"],
-            state["val_loss"],
-            state["elapsed"],
-        )
+        self.first_loss, self.val_loss, self.elapsed = state["first_loss"], state["val_loss"], state["elapsed"]
+
+    def ranks_in_sync(self) -> bool | None:
+        """Under DDP: whether every rank holds bit-identical parameters (None without DDP)."""
+        if not self.dist.active:
+            return None
+        digest = hashlib.sha256()
+        for p in self.model.parameters():
+            digest.update(p.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+        return len(set(gather(digest.hexdigest(), self.dist))) == 1
+
+
+def label_seed(seed: int, step: int, micro_batch: int) -> int:
+    """A 63-bit seed for Sophia's sampled labels of one global micro-batch at one step."""
+    digest = hashlib.sha256(f"mupx-sophia-labels:{seed}:{step}:{micro_batch}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") & (2**63 - 1)
 
 
 def prepare_out(out: Path, resume: bool) -> None:
     """Refuse to write into a folder that already holds a run, so nothing the user had is overwritten
     (``resume`` continues the run in ``out`` instead)."""
-    if out.exists() and not out.is_dir():
-        raise MupxError(f"--out {out} exists and is not a folder")
+    check_folder(out, "--out")
     if resume:
         return
     if out.is_dir() and any(out.iterdir()):
@@ -216,18 +269,16 @@ def check_resumable(out: Path, cfg: RunConfig) -> None:
         )
     saved = out / "config.yaml"
     if saved.exists():
-        theirs = OmegaConf.to_container(OmegaConf.load(saved), resolve=True)
-        if _comparable(theirs) != _comparable(cfg.resolved):
+        try:
+            differs = result_keys(OmegaConf.to_container(OmegaConf.load(saved), resolve=True)) != result_keys(cfg.resolved)
+        except Exception as e:  # YAML/OmegaConf errors on a torn file, or a config without its sections
+            raise MupxError(
+                f"run folder {out} holds an unreadable config.yaml ({type(e).__name__}); remove the folder to start over"
+            ) from None
+        if differs:
             raise MupxError(
                 f"run folder {out} holds a run with a different config; refusing to resume it with this one"
             )
-
-
-def _comparable(resolved: dict) -> dict:
-    """A config without the keys that may differ between sessions of one run (device, display)."""
-    d = {k: v for k, v in resolved.items() if k != "device"}
-    d["train"] = {k: v for k, v in d["train"].items() if k != "progress"}
-    return d
 
 
 def read_json(path: Path) -> dict | None:
@@ -286,25 +337,44 @@ def run(cfg: RunConfig, out: Path, console=None, resume: bool = False) -> dict:
     With ``resume``, continue from the newest readable checkpoint in ``out`` (or start over when there
     is none): losses are bit-identical to an uninterrupted run on CPU.
     """
+    # Every rank checks the folder before Trainer.build joins the process group (a rendezvous), so no
+    # rank can see rank 0's first files; afterwards only rank 0 writes.
     prepare_out(out, resume)
     if resume:
         check_resumable(out, cfg)
     trainer = Trainer.build(cfg)
+    try:
+        return _train(trainer, out, console, resume)
+    finally:
+        shutdown(trainer.dist)
+
+
+def _train(trainer: Trainer, out: Path, console, resume: bool) -> dict:
+    cfg, main = trainer.cfg, trainer.dist.main
     state = checkpoint.load_latest(out, trainer.device) if resume else None
     if state is not None:
         trainer.load_state_dict(state)
-        truncate_metrics(out / "metrics.jsonl", trainer.step)
-        (out / "result.json").unlink(missing_ok=True)
-    else:
+        if main:
+            truncate_metrics(out / "metrics.jsonl", trainer.step)
+            (out / "result.json").unlink(missing_ok=True)
+    elif main:
         for stale in ("metrics.jsonl", "result.json"):
             (out / stale).unlink(missing_ok=True)
         write_start_files(trainer, out)
+    w = cfg.tracking.wandb
+    if main and w.mode != "disabled":
+        try:
+            trainer.tracker.start(cfg.run_id, w.group, cfg.resolved, trainer.plan.to_json()["rows"], out, w.mode, w.project)
+        except MupxError:
+            if state is None:  # a new run: leave no half-written folder behind (prepare_out found it empty)
+                shutil.rmtree(out, ignore_errors=True)
+            raise
     t = cfg.train
     metrics = out / "metrics.jsonl"
-    tokens_per_step = t.batch * t.seq_len
+    tokens_per_step = trainer.tokens_per_step
     status, reason = "completed", ""
     start = time.perf_counter() - trainer.elapsed
-    progress = _progress(console) if t.progress else None
+    progress = _progress(console) if (t.progress and main) else None
     task = (
         progress.add_task(cfg.run_id, total=t.steps, completed=trainer.step, loss=float("nan"), tps=0.0)
         if progress
@@ -313,7 +383,9 @@ def run(cfg: RunConfig, out: Path, console=None, resume: bool = False) -> dict:
 
     def save_checkpoint() -> None:
         trainer.elapsed = time.perf_counter() - start
-        checkpoint.save(out, trainer.step, trainer.state_dict(), keep=t.keep_checkpoints)
+        state = trainer.state_dict()  # collective under DDP: every rank's data and RNG position
+        if main:
+            checkpoint.save(out, trainer.step, state, keep=t.keep_checkpoints)
 
     try:
         with progress or contextlib.nullcontext(), StopRequest() as stop:
@@ -338,7 +410,7 @@ def run(cfg: RunConfig, out: Path, console=None, resume: bool = False) -> dict:
                 if status == "completed" and (trainer.step % t.eval_every == 0 or trainer.step == t.steps):
                     trainer.val_loss = trainer.evaluate()
                     row["val_loss"] = trainer.val_loss
-                if (
+                if main and (
                     trainer.step % t.log_every == 0
                     or trainer.step == t.steps
                     or status != "completed"
@@ -346,17 +418,18 @@ def run(cfg: RunConfig, out: Path, console=None, resume: bool = False) -> dict:
                     or spectral
                 ):
                     append_jsonl(metrics, row)
+                    trainer.tracker.log(row)
                 if progress:
                     progress.update(task, advance=1, loss=loss, tps=row["tokens_per_s"])
-                if status != "completed":
+                if status != "completed":  # the loss is the mean over ranks: every rank stops here
                     break
-                if stop.signal:
+                if any_rank(stop.signal is not None, trainer.dist, trainer.device):  # torchrun signals each rank
                     save_checkpoint()
                     return _write_result(
                         out,
                         trainer,
                         "interrupted",
-                        f"{stop.signal} at step {trainer.step}; continue with --resume",
+                        f"{stop.signal or 'a signal to another rank'} at step {trainer.step}; continue with --resume",
                         start,
                     )
                 if t.checkpoint_every and trainer.step % t.checkpoint_every == 0 and trainer.step < t.steps:
@@ -374,10 +447,11 @@ def _failure_reason(e: Exception) -> str:
 
 
 def _write_result(out: Path, trainer: Trainer, status: str, reason: str, start: float) -> dict:
+    """The run's result (every rank returns it; rank 0 writes it)."""
     cfg, t = trainer.cfg, trainer.cfg.train
     wall = time.perf_counter() - start
     tail = [v for v in trainer.history[-t.smooth :] if math.isfinite(v)]
-    tokens = trainer.step * t.batch * t.seq_len
+    tokens = trainer.step * trainer.tokens_per_step
     result = {
         "run_id": cfg.run_id,
         "status": status,
@@ -399,9 +473,13 @@ def _write_result(out: Path, trainer: Trainer, status: str, reason: str, start: 
         "tokens_per_s": tokens / wall if wall > 0 else None,
         "n_params": sum(p.numel() for p in trainer.model.parameters()),
         "device": str(trainer.device),
+        "world_size": trainer.dist.world,
+        "ranks_in_sync": trainer.ranks_in_sync() if status != "failed" else None,  # a collective: not after an error
         "data": trainer.corpus.manifest,
     }
-    atomic_write_json(out / "result.json", result)
+    if trainer.dist.main:
+        atomic_write_json(out / "result.json", result)
+        trainer.tracker.finish(result)
     return result
 
 

@@ -18,19 +18,18 @@ from omegaconf import OmegaConf
 from ..config import compose, to_dict
 from ..errors import MupxError
 from ..fit import fit_sweep
-from ..runconfig import from_resolved
+from ..runconfig import from_resolved, result_keys
+from ..scaling.plan import build_plan
 from .executors import Task
 from .grid import SweepSpec
 from .lock import SweepLock
 from .store import FINISHED, read_result, read_spec, record, spec_path, write_spec, write_sweep_json
 
-IGNORED_KEYS = ("device",)  # may differ between machines without changing the run
 
-
-def comparable(resolved: dict) -> dict:
-    d = {k: v for k, v in resolved.items() if k not in IGNORED_KEYS}
-    d["train"] = {k: v for k, v in d["train"].items() if k != "progress"}
-    return d
+def check_plan(cfg) -> None:
+    """Build the series' μP plan once, so a shape the plan refuses (a base width that is not a multiple of
+    the head dim, ...) is a one-line error before anything runs, not a failure of every run."""
+    build_plan(cfg.model, cfg.param, cfg.optimizer, cfg.options, cfg.data.vocab_size, cfg.train.seq_len)
 
 
 class Sweep:
@@ -53,7 +52,11 @@ class Sweep:
         overrides = self.spec.overrides_for(param, width, depth, combo, lr, seed)
         if series not in self._composed:  # one Hydra compose per series; lr and seed are set directly
             self._composed[series] = to_dict(compose(overrides))
+            check_plan(from_resolved(self._composed[series]))
         resolved = copy.deepcopy(self._composed[series])
+        if resolved["tracking"]["wandb"]["group"] is None:  # a sweep's wandb runs are grouped by its name
+            overrides = [*overrides, f"tracking.wandb.group='{self.spec.name}'"]
+            resolved["tracking"]["wandb"]["group"] = self.spec.name
         resolved["optimizer"]["lr"], resolved["seed"] = lr, seed
         cfg = from_resolved(resolved)  # validates every run before anything runs
         run_dir = self.folder / "runs" / cfg.run_id
@@ -69,7 +72,7 @@ class Sweep:
                 theirs = OmegaConf.to_container(OmegaConf.load(saved), resolve=True)
             except Exception:
                 theirs = None  # unreadable: the run did not finish writing; it reruns
-            if theirs is not None and comparable(theirs) != comparable(resolved):
+            if theirs is not None and result_keys(theirs) != result_keys(resolved):
                 raise MupxError(
                     f"run folder {run_dir} holds a run with a different config; refusing to mix it into this sweep"
                 )
