@@ -289,11 +289,17 @@ def transfer(
 @app.command()
 def report(
     sweep: Annotated[Path, typer.Argument(help="the sweep folder (runs/<name>) or its sweep.json")],
+    wandb: WandbProject = None,
+    wandb_mode: WandbMode = None,
 ):
     """Plots, report.md and a self-contained report.html of a sweep (and its transfers) in <sweep>/report/."""
     from .report import write_report
 
     path = write_report(sweep)
+    if wandb or wandb_mode:
+        from .tracking import upload_report
+
+        upload_report(path.parent, wandb, wandb_mode or "online")
     console.print(f"report: {path}", highlight=False, soft_wrap=True)
 
 

@@ -147,3 +147,13 @@ class WandbTracker:
 def _cell(value: Any) -> Any:
     """A wandb.Table cell: numbers, strings and None as they are, lists and dicts as JSON."""
     return json.dumps(value) if isinstance(value, (list, dict)) else value
+
+
+def upload_report(folder: Path, project: str | None, mode: str) -> None:
+    """Upload a report's plots (``<sweep>/report/*.png``) as one wandb run ``<sweep>-report`` in the sweep's
+    group, beside the sweep's runs."""
+    sweep = Path(folder).resolve().parent.name
+    tracker = WandbTracker()
+    tracker.start(f"{sweep}-report", sweep, {"report": str(folder)}, [], folder, mode, project)
+    tracker.upload_images(sorted(Path(folder).glob("*.png")))
+    tracker.finish({"status": "completed"})

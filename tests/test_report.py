@@ -175,3 +175,19 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(case, tmp_path, capsys,
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("mupx: error:"), err
     assert sorted(tmp_path.rglob("*")) == before
+
+
+def test_report_plots_upload_to_an_offline_wandb_run(reported, tmp_path, monkeypatch):
+    """`mupx report --wandb demo --wandb-mode offline`: the plots go to one offline wandb run in the sweep's
+    group, with no network and no key."""
+    import shutil
+
+    for var in ("WANDB_MODE", "WANDB_API_KEY"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))
+    monkeypatch.setenv("WANDB_CONFIG_DIR", str(tmp_path / "wandb-config"))
+    folder = tmp_path / "adamw"
+    shutil.copytree(reported[0], folder)
+    _mupx("report", folder, "--wandb", "demo", "--wandb-mode", "offline")
+    [run] = (folder / "report" / "wandb").glob("offline-run-*")
+    assert len(list(run.glob("files/media/images/report/loss_vs_lr_*.png"))) == 1

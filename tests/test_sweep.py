@@ -105,14 +105,30 @@ def test_stale_lock_is_taken_over(tmp_path):
     assert not (folder / ".lock").exists()
 
 
-def test_killed_sweep_resumes_without_rerunning_finished_runs(tmp_path):
+def comparable_doc(doc: dict) -> dict:
+    """sweep.json without what legitimately differs between two executions of one sweep: timings and
+    the folder it lives in."""
+    drop = ("wall_time_s", "tokens_per_s", "command", "updated")
+    if isinstance(doc, dict):
+        return {k: comparable_doc(v) for k, v in doc.items() if k not in drop}
+    if isinstance(doc, list):
+        return [comparable_doc(v) for v in doc]
+    return doc
+
+
+def test_killed_sweep_resumes_to_the_same_sweep_json(tmp_path):
+    """A running sweep holds its folder (a second one refuses); SIGKILLed mid-way, its stale lock is taken
+    over by the rerun, which runs only what had not finished and ends with the sweep.json of an
+    uninterrupted sweep; a deleted sweep.json is rebuilt from the run folders without running anything."""
     args = ["--widths", "32,64", "--lrs", "2^-9:2^-5:4", "--steps", "6", "--name", "k", "--jobs", "1"]
-    cmd = sweep_cmd(tmp_path, *args)
+    cmd = sweep_cmd(tmp_path / "a", *args)
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    folder = tmp_path / "k"
+    folder = tmp_path / "a" / "k"
     deadline = time.time() + 300
     while time.time() < deadline and len(list(folder.glob("runs/*/result.json"))) < 1:
         time.sleep(0.2)
+    second = run_cli(cmd)
+    assert second.returncode == 2 and "in use by pid" in second.stderr and second.stderr.count("\n") == 1
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     finished = {p.parent.name: p.stat().st_mtime_ns for p in folder.glob("runs/*/result.json")}
@@ -123,6 +139,17 @@ def test_killed_sweep_resumes_without_rerunning_finished_runs(tmp_path):
     assert len(doc["runs"]) == 4 and all(r["status"] == "completed" for r in doc["runs"])
     for run_id, mtime in finished.items():  # no finished run executed twice
         assert (folder / "runs" / run_id / "result.json").stat().st_mtime_ns == mtime
+
+    straight = run_cli(sweep_cmd(tmp_path / "b", *args))
+    assert straight.returncode == 0, straight.stderr
+    assert comparable_doc(doc) == comparable_doc(load_sweep_json(tmp_path / "b" / "k"))
+
+    mtimes = {p: p.stat().st_mtime_ns for p in folder.glob("runs/*/result.json")}
+    (folder / "sweep.json").unlink()
+    rebuilt = run_cli(cmd)
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    assert comparable_doc(load_sweep_json(folder)) == comparable_doc(doc)
+    assert {p: p.stat().st_mtime_ns for p in folder.glob("runs/*/result.json")} == mtimes
 
 
 def test_auto_mode_brackets_each_optimum(tmp_path):

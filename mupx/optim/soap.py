@@ -60,6 +60,18 @@ rotated and n_blk tiles, hidden lr ∝ √(fan_out/fan_in)·n_blk^(−½) and ε
 m_L^(−α) (the size of a rotated gradient entry); one-sided and unrotated forms are in the rules; with
 explicit spectral normalisation the lr is constant. Embeddings, readout, gains and biases take AdamW
 (``adamw_update``) with ``adam_lr``/``adam_betas``/``adam_eps`` by role.
+
+Why ``spectral_norm`` is on by default (configs/optimizer/soap.yaml). Qiu et al.'s rule describes SOAP
+once V has learnt the rotated gradient's statistics (rotated Adam ≈ Shampoo with E = ½). The first Adam
+steps after the bases are built are not in that regime: V holds one or two squared rotated gradients, so
+m/√V is close to sign(G'), a dense ±1 matrix whose spectral norm grows with width, as plain Adam's does
+(Adam's μP lr is 1/fan_in for that reason). Measured (``mupx coord-check --optimizer soap -s
+optimizer.spectral_norm=false``, widths 64→512, constant lr 3e-3, no warmup): the first block's update RMS
+at t = 2 grows ≈ √width (0.034, 0.050, 0.068, 0.092) and by t = 5 the block outputs grow with slope +2.25
+in log width: the gate fails, with ε = 1e-6 and with a batch of 2048 tokens alike. With
+``spectral_norm=true`` every update has σ_max = √(fan_out/fan_in) from its first step and the gate passes
+(worst |slope| 0.17). With ``spectral_norm=false`` (the paper's SOAP) use an lr warmup long enough for V
+to settle before transferring.
 """
 
 from __future__ import annotations
