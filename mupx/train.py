@@ -354,6 +354,8 @@ def _train(trainer: Trainer, out: Path, console, resume: bool) -> dict:
     state = checkpoint.load_latest(out, trainer.device) if resume else None
     if state is not None:
         trainer.load_state_dict(state)
+        if main and console is not None:
+            console.print(f"resumed {out} from its step-{trainer.step} checkpoint", highlight=False, soft_wrap=True)
         if main:
             truncate_metrics(out / "metrics.jsonl", trainer.step)
             (out / "result.json").unlink(missing_ok=True)

@@ -4,6 +4,7 @@ the job arrays on this machine: real submitit, real ``mupx train`` runs, preempt
 import json
 import os
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -18,7 +19,7 @@ from mupx.sweep.slurm import SlurmExecutor
 
 STUBS = Path(__file__).parent / "stubs"
 SWEEP = [
-    "sweep", "--executor", "slurm", "--widths", "32,64", "--lrs", "1e-3,1e-2", "--steps", "5",
+    "sweep", "--executor", "slurm", "--widths", "32,64", "--lrs", "1e-3,1e-2", "--steps", "30",
     "--partition", "debugq", "--time-min", "7", "--array-parallelism", "2", "--gpus-per-run", "0",
     "-s", "data.max_documents=150", "-s", "data.vocab_size=512", "-s", "model.head_dim=16",
     "-s", "train.batch=4", "-s", "train.seq_len=32",
@@ -135,9 +136,12 @@ def test_sweep_on_slurm_with_preemption_and_a_killed_job(tmp_path, slurm):
     assert "--gpus-per-node" not in dry.stdout and "--device cpu" in dry.stdout  # --gpus-per-run 0: CPU jobs
     assert calls(state, "sbatch") == [] and not (folder / "slurm").exists()
 
-    # element 0 is preempted once (SIGTERM, then SIGUSR2) as it starts its run, element 2 twice; element 1's
-    # job is killed (out of memory). With --time-min 7 submitit counts every USR2 as a time-out.
-    faults = {"STUB_SLURM_PREEMPT": "0,2,2", "STUB_SLURM_OOM": "1"}
+    # element 0 is preempted once (SIGTERM, then SIGUSR2) once its run has logged a step, element 2 twice
+    # as its run starts; element 1's job is killed (out of memory). With --time-min 7 submitit counts every
+    # USR2 as a time-out.
+    first = shlex.split(dry.stdout.rstrip().splitlines()[-1].removeprefix("# "))
+    run0 = Path(first[first.index("--out") + 1])
+    faults = {"STUB_SLURM_PREEMPT": "0,2,2", "STUB_SLURM_OOM": "1", "STUB_SLURM_FAULT_WAIT": f"0:{run0}/metrics.jsonl"}
     r = mupx([*SWEEP, "--root", str(root)], {**env, **faults}, tmp_path)
     assert r.returncode == 0, r.stderr + r.stdout
     (submit,) = calls(state, "sbatch")
@@ -152,9 +156,12 @@ def test_sweep_on_slurm_with_preemption_and_a_killed_job(tmp_path, slurm):
     runs = json.loads((folder / "sweep.json").read_text())["runs"]  # in array order
     logs = [(folder / "logs" / f"{rec['run_id']}.log").read_text() for rec in runs]
     assert [c["argv"] for c in calls(state, "scontrol")] == [["requeue", f"{job}_0"], ["requeue", f"{job}_2"]]
-    # the preempted element was requeued by submitit and its run completed on the second attempt
-    assert runs[0]["status"] == "completed"
+    # the preempted element was requeued by submitit and its run, checkpointed on SIGTERM mid-training,
+    # resumed from that checkpoint on the second attempt and completed
+    assert runs[0]["status"] == "completed" and runs[0]["steps"] == 30 and runs[0]["run_id"] == run0.name
     assert f"slurm job {job}_0 attempt 1" in logs[0] and f"slurm job {job}_0 attempt 2" in logs[0]
+    resumed = re.search(r"resumed \S+ from its step-(\d+) checkpoint", logs[0].split("attempt 2")[1])
+    assert resumed and 1 <= int(resumed[1]) < 30, logs[0]
     # the element preempted twice gave up: one requeue after a time-out (max_timeouts = 1)
     assert runs[2]["status"] == "failed" and "timed-out too many times" in runs[2]["reason"]
     assert runs[2]["reason"].startswith(f"slurm job {job}_2 failed: ")

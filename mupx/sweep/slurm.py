@@ -32,17 +32,19 @@ out-of-memory kill, ``scancel``) becomes a ``failed`` run in ``sweep.json`` with
 
 Preemption and requeue: SLURM sends the job USR2 90 s before its time limit (``--signal``) and, where the
 cluster is set up for it, before a preemption (SIGTERM, then USR2). submitit catches USR2 in the job's own
-process, requeues the array element (``scontrol requeue``) and exits; the requeued element calls
-``resume_or_start(task)``, which today starts the run again from an empty run folder (a run whose folder
-already holds a finished result is kept). SLURM signals every process of the job: the run's own process
-ignores USR2, so that the job's process decides, and stops on SIGTERM; a job whose run SIGTERM stopped
-reports no result and waits for the USR2 or the kill that follows (a cluster that requeues preempted jobs
-itself restarts the element the same way).
+process, requeues the array element (``scontrol requeue``), asks the run to stop (SIGTERM: it finishes
+its step, checkpoints and exits, within ``STOP_WAIT_S``) and exits; the requeued element calls
+``resume_or_start(task)``, which continues the run from its newest checkpoint (``mupx train --resume``;
+bit-identical on CPU), or starts it again when it has none; a run whose folder already holds a finished
+result is kept. SLURM signals every process of the job: the run's own process ignores USR2, so that the
+job's process decides, and checkpoints and stops on SIGTERM; a job whose run SIGTERM stopped reports no
+result and waits for the USR2 or the kill that follows (a cluster that requeues preempted jobs itself
+restarts the element the same way).
 
 submitit cannot tell a time-out from a preemption: a USR2 that comes later than min(80% of the time limit,
 the limit minus 10 minutes) counts as a time-out, and after one such requeue (``max_timeouts = 1``) the
-next fails the run ("timed-out too many times"). As runs restart from scratch, a run that really timed
-out would only time out again: a too short ``--time-min`` costs twice its time, then shows as failed runs.
+next fails the run ("timed-out too many times"): a run that needs more than twice ``--time-min`` shows as
+failed; raise ``--time-min`` (a rerun of the sweep resumes it from its checkpoint).
 """
 
 from __future__ import annotations
@@ -69,7 +71,7 @@ from .executors import Task, finish_unresulted, prepare_rundir, train_command
 from .store import FINISHED, read_result
 
 NEEDED_COMMANDS = ("sbatch", "srun", "sacct")  # submit, start the job step, read job states
-STOP_WAIT_S = 60.0  # after SIGTERM stopped a run: how long its job waits for SLURM's requeue signal or kill
+STOP_WAIT_S = 60.0  # how long a run may take to checkpoint after SIGTERM, and a stopped job waits for the requeue
 
 
 def _ignore_usr2() -> None:
@@ -82,8 +84,8 @@ def resume_or_start(task: Task, device: str, gpus_per_run: int) -> dict | None:
     """Run one task inside its SLURM job (first start and requeue alike). Returns the run's result, or None
     when SIGTERM stopped the run (SLURM preempting or cancelling the job).
 
-    A run folder holding a finished result is kept; otherwise the run starts again from an empty folder.
-    (Resuming from a checkpoint belongs here.)
+    A run folder holding a finished result is kept; an unfinished run resumes from its newest checkpoint
+    (``prepare_rundir`` keeps it, ``train_command`` adds ``--resume``), else starts from an empty folder.
     """
     finished = read_result(task.run_dir)
     if finished and finished.get("status") in FINISHED:
@@ -108,9 +110,13 @@ def resume_or_start(task: Task, device: str, gpus_per_run: int) -> dict | None:
         try:
             returncode = proc.wait()
         finally:
-            if proc.poll() is None:  # submitit's requeue handler raised out of wait(): the run ends here
-                proc.kill()
-                proc.wait()
+            if proc.poll() is None:  # submitit's requeue handler raised out of wait(): the run checkpoints and ends
+                proc.terminate()
+                try:
+                    proc.wait(timeout=STOP_WAIT_S)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
     result = read_result(task.run_dir)
     if returncode == -signal.SIGTERM or (result or {}).get("status") == "interrupted":
         return None

@@ -25,6 +25,8 @@ has started a child process):
   as submitit's own ``job._interrupt()`` does); an index listed k times is preempted in each of its first
   k attempts.
 - ``STUB_SLURM_OOM=1``: SIGKILL to the step; the element ends OUT_OF_MEMORY.
+- ``STUB_SLURM_FAULT_WAIT=0:PATH``: element 0's first fault waits until PATH exists (e.g. the run's
+  ``metrics.jsonl``, so that a preemption comes mid-training).
 """
 
 from __future__ import annotations
@@ -182,9 +184,10 @@ def schedule(job: int) -> None:
         for i, proc in list(running.items()):
             attempt = read_json(task_file(i))["restarts"]
             fault = (attempt == 0 and i in oom) or attempt < preempt.count(i)
-            if fault and (i, attempt) not in injected and step_has_child(name(i)):
+            if fault and (i, attempt) not in injected and step_has_child(name(i)) and ready(i, attempt):
                 injected.add((i, attempt))
-                time.sleep(1.0)  # let the run get going
+                if not os.environ.get("STUB_SLURM_FAULT_WAIT"):
+                    time.sleep(1.0)  # let the run get going
                 if i in oom:
                     signal_step(name(i), signal.SIGKILL)
                 else:  # as submitit's job._interrupt() does: two scancel --signal calls
@@ -208,6 +211,12 @@ def schedule(job: int) -> None:
             else:
                 write_json(task_file(i), {**info, "state": "COMPLETED" if returncode == 0 else "FAILED"})
     write_json(root / "arrays" / f"{job}.end.json", {"max_running": max_running})
+
+
+def ready(i: int, attempt: int) -> bool:
+    """Whether element i's fault may come now (``STUB_SLURM_FAULT_WAIT``, first attempt only)."""
+    index, _, path = os.environ.get("STUB_SLURM_FAULT_WAIT", "").partition(":")
+    return not (path and attempt == 0 and index == str(i)) or Path(path).exists()
 
 
 def calls() -> list[dict]:
