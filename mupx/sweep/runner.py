@@ -54,7 +54,8 @@ class Sweep:
             self._composed[series] = to_dict(compose(overrides))
             check_plan(from_resolved(self._composed[series]))
         resolved = copy.deepcopy(self._composed[series])
-        if resolved["tracking"]["wandb"]["group"] is None:  # a sweep's wandb runs are grouped by its name
+        wandb = resolved["tracking"]["wandb"]
+        if wandb["mode"] != "disabled" and wandb["group"] is None:  # a sweep's wandb runs: grouped by its name
             overrides = [*overrides, f"tracking.wandb.group='{self.spec.name}'"]
             resolved["tracking"]["wandb"]["group"] = self.spec.name
         resolved["optimizer"]["lr"], resolved["seed"] = lr, seed
