@@ -36,6 +36,7 @@ class TrainConfig:
     compile: bool
     dtype: Literal["auto", "float32", "bfloat16"]
     progress: bool
+    peak_tflops: float | None
 
     def __post_init__(self):
         for key in ("steps", "batch", "accum", "seq_len", "eval_every", "eval_batches", "log_every", "smooth"):
@@ -54,6 +55,8 @@ class TrainConfig:
             raise MupxError(f"train.keep_checkpoints must be >= 1, got {self.keep_checkpoints}")
         if self.spectral_every < 0:
             raise MupxError(f"train.spectral_every must be >= 0 (0 = off), got {self.spectral_every}")
+        if self.peak_tflops is not None and not self.peak_tflops > 0:
+            raise MupxError(f"train.peak_tflops must be > 0 (or null), got {self.peak_tflops}")
         if self.diverge_factor <= 1:
             raise MupxError(f"train.diverge_factor must be > 1, got {self.diverge_factor}")
 
@@ -80,9 +83,9 @@ class RunConfig:
 
 def result_keys(resolved: dict) -> dict:
     """A composed config without what may differ between sessions of one run without changing its result
-    (the device, tracking, the progress bar): what run ids hash and what a resumed run must match."""
+    (the device, tracking, the progress bar, the MFU peak): what run ids hash and a resumed run must match."""
     keyed = {k: v for k, v in resolved.items() if k not in ("device", "tracking")}
-    keyed["train"] = {k: v for k, v in keyed["train"].items() if k != "progress"}
+    keyed["train"] = {k: v for k, v in keyed["train"].items() if k not in ("progress", "peak_tflops")}
     return keyed
 
 

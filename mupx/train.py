@@ -31,6 +31,7 @@ from .data import BatchSampler, TokenCorpus, load_corpus
 from .distributed import Dist, any_rank, gather, init_from_env, mean, shutdown
 from .errors import MupxError
 from .io import append_jsonl, atomic_write_json, atomic_write_text, check_folder
+from .mfu import mfu, peak_flops
 from .models import Transformer
 from .optim import build_optimizer, check_against_plan, group_settings
 from .runconfig import RunConfig, result_keys
@@ -374,6 +375,7 @@ def _train(trainer: Trainer, out: Path, console, resume: bool) -> dict:
     t = cfg.train
     metrics = out / "metrics.jsonl"
     tokens_per_step = trainer.tokens_per_step
+    flops_per_token, peak = trainer.model.flops_per_token(t.seq_len), peak_flops(trainer.device, t.peak_tflops)
     status, reason = "completed", ""
     start = time.perf_counter() - trainer.elapsed
     progress = _progress(console) if (t.progress and main) else None
@@ -400,6 +402,8 @@ def _train(trainer: Trainer, out: Path, console, resume: bool) -> dict:
                 row = {"step": trainer.step, "loss": loss, "grad_norm": gnorm, "lr_factor": lr_factor,
                        "tokens": trainer.step * tokens_per_step, "time": elapsed,
                        "tokens_per_s": trainer.step * tokens_per_step / elapsed}  # fmt: skip
+                if peak:
+                    row["mfu"] = mfu(row["tokens_per_s"], flops_per_token, peak)
                 if spectral:
                     row["spectral"] = spectral
                 if not math.isfinite(loss):
@@ -473,6 +477,10 @@ def _write_result(out: Path, trainer: Trainer, status: str, reason: str, start: 
         "val_loss": trainer.val_loss if status == "completed" else None,
         "wall_time_s": wall,
         "tokens_per_s": tokens / wall if wall > 0 else None,
+        "flops_per_token": trainer.model.flops_per_token(t.seq_len),
+        "mfu": mfu(tokens / wall, trainer.model.flops_per_token(t.seq_len), peak_flops(trainer.device, t.peak_tflops))
+        if wall > 0
+        else None,
         "n_params": sum(p.numel() for p in trainer.model.parameters()),
         "device": str(trainer.device),
         "world_size": trainer.dist.world,

@@ -111,3 +111,21 @@ def test_tied_embeddings_share_one_tensor():
     assert "lm_head.weight" not in names and "tok_emb.weight" in names
     x = torch.zeros(1, 4, dtype=torch.long)
     assert trainer.model(x).shape == (1, 4, trainer.corpus.vocab_size)
+
+
+def test_mfu_is_logged_against_the_stated_peak(tmp_path):
+    """MFU = tokens/s x (6 N_matmul + 12 L T d) / peak; on a CPU only with train.peak_tflops, which does not
+    change the run id."""
+    base = TINY + ["train.steps=3"]
+    cpu = run(load_run_config(base), tmp_path / "cpu")
+    assert cpu["mfu"] is None and "mfu" not in json.loads((tmp_path / "cpu" / "metrics.jsonl").read_text().splitlines()[0])
+    cfg = load_run_config(base + ["train.peak_tflops=0.5"])
+    assert cfg.run_id == load_run_config(base).run_id
+    result = run(cfg, tmp_path / "peak")
+    trainer = Trainer.build(cfg)
+    d, depth, t, vocab = 64, 2, 32, trainer.corpus.vocab_size
+    matmul = depth * (4 * d * d + 2 * 4 * d * d) + vocab * d  # q k v o, up down, readout (untied)
+    assert result["flops_per_token"] == 6 * matmul + 12 * depth * t * d
+    assert math.isclose(result["mfu"], result["tokens_per_s"] * result["flops_per_token"] / 0.5e12)
+    rows = [json.loads(line) for line in (tmp_path / "peak" / "metrics.jsonl").read_text().splitlines()]
+    assert all(math.isclose(r["mfu"], r["tokens_per_s"] * result["flops_per_token"] / 0.5e12) for r in rows)
