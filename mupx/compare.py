@@ -51,14 +51,13 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from .errors import MupxError
-from .io import atomic_write_bytes, atomic_write_json, check_folder
+from .io import atomic_write_files, check_folder, json_text
 
 SCHEMA_VERSION = 1
 DATA_KEYS = ("source", "corpus_hash", "tokenizer_hash", "vocab_size", "val_fraction", "max_documents")
@@ -304,14 +303,7 @@ def run_compare(
         "runs": results,
     }
     png = plot_compare(entries, curves, sec, doc)
-    created = not out.exists()
-    try:
-        atomic_write_json(out / "compare.json", doc)
-        atomic_write_bytes(out / "compare.png", png)
-    except MupxError:  # a failed write (full disk): leave no half-written output folder behind
-        if created:
-            shutil.rmtree(out, ignore_errors=True)
-        raise
+    atomic_write_files(out, {"compare.json": json_text(doc), "compare.png": png})
     doc["out"] = str(out)
     return doc
 

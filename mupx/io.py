@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -49,12 +50,31 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         raise
 
 
+def atomic_write_files(folder: str | os.PathLike, files: dict[str, bytes | str]) -> None:
+    """Write several files into ``folder``, each atomically; if a write fails (a full disk) and this call
+    created the folder, the folder is removed, so no half-written output folder is left behind."""
+    folder = Path(folder)
+    created = not folder.exists()
+    try:
+        for name, data in files.items():
+            atomic_write_bytes(folder / name, data.encode("utf-8") if isinstance(data, str) else data)
+    except MupxError:
+        if created:
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
+
+
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def json_text(obj: Any) -> str:
+    """The JSON mupx writes: indented, sorted keys, numpy/torch scalars and paths as plain values."""
+    return json.dumps(obj, indent=2, sort_keys=True, default=_jsonable) + "\n"
+
+
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=_jsonable) + "\n")
+    atomic_write_text(path, json_text(obj))
 
 
 def _jsonable(obj: Any) -> Any:

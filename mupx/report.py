@@ -23,13 +23,12 @@ import html
 import json
 import math
 import shlex
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import MupxError
 from .fit import fit_sweep
-from .io import atomic_write_bytes, atomic_write_text, check_folder
+from .io import atomic_write_files, check_folder
 from .sweep.grid import SweepSpec
 from .sweep.store import load_sweep_json
 
@@ -452,14 +451,5 @@ def write_report(path: Path) -> Path:
     check_folder(out, "report folder")
     content = build(folder, doc, spec, fits)
     markdown, page = to_markdown(content), to_html(content)
-    created = not out.exists()
-    try:
-        for name, png in content.images.items():
-            atomic_write_bytes(out / name, png)
-        atomic_write_text(out / "report.md", markdown)
-        atomic_write_text(out / "report.html", page)
-    except MupxError:  # a failed write (full disk): leave no half-written report folder behind
-        if created:
-            shutil.rmtree(out, ignore_errors=True)
-        raise
+    atomic_write_files(out, {**content.images, "report.md": markdown, "report.html": page})
     return out / "report.html"
