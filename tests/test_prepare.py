@@ -93,6 +93,14 @@ def test_prepare_then_train_offline(tmp_path, fmt):
     again = mupx("data", "prepare", *corpus, "--quiet", *data_sets(path, cache))
     assert again.returncode == 0 and "already prepared: 400 documents" in again.stdout
 
+    sweep_model = [o for o in MODEL if not o.startswith(("model.width=", "param.base_width="))]
+    sweep = mupx("sweep", "--widths", "32,64", "--lrs", "1e-3,1e-2", "--steps", "3", "--root", str(tmp_path),
+                 "--name", "s", "-s", f"data={corpus[1]}", *sets(sweep_model), *data_sets(path, cache))  # fmt: skip
+    assert sweep.returncode == 0, sweep.stderr
+    runs = json.loads((tmp_path / "s" / "sweep.json").read_text())["runs"]
+    assert len(runs) == 4 and all(r["status"] == "completed" for r in runs)
+    assert {p.name: p.stat().st_mtime_ns for p in entry.iterdir()} == built
+
 
 SLOW_PREPARE = """
 import sys, time
