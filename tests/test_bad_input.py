@@ -345,6 +345,16 @@ def _(tmp, request, mp):
     return sweep(tmp, "--widths", "32", "--lrs", "1e-3", "--steps", "1")
 
 
+@case("sweep rerun over a run folder holding another config", "holds a run with a different config",
+      "refusing to mix it into this sweep")  # fmt: skip
+def _(tmp, request, mp):
+    folder = copy_sweep(tmp, request)
+    saved = next(folder.glob("runs/*/config.yaml"))
+    saved.write_text(saved.read_text().replace("grad_clip: 1.0", "grad_clip: 0.5"))
+    return ["sweep", "--root", tmp, "--name", "s", *sets(SWEEP_TINY), "--widths", "32", "--lrs", "2^-9:2^-5:2",
+            "--steps", "3", "--jobs", "2"]  # fmt: skip
+
+
 @case("sweep batch not divisible by accum", "train.batch 6", "train.accum 4")
 def _(tmp, request, mp):
     return sweep(tmp, "--widths", "32", "--lrs", "1e-3", "--steps", "1", "--jobs", "1",
