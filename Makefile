@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE ?= 1
 export HF_DATASETS_OFFLINE ?= 1
 
-.PHONY: install test test-slow lint demo bench clean
+.PHONY: install test test-slow lint demo bench bench-speed clean
 
 install: $(STAMP)
 
@@ -24,11 +24,17 @@ test-slow: install
 	$(PY) -m pytest -q -m slow
 
 lint: install
-	$(VENV)/bin/ruff check mupx tests scripts
-	$(VENV)/bin/ruff format --check mupx tests scripts
+	$(VENV)/bin/ruff check mupx tests scripts benchmarks
+	$(VENV)/bin/ruff format --check mupx tests scripts benchmarks
 
 demo: install
 	$(PY) scripts/demo.py
+
+# Benchmarks write their sections of benchmarks/RESULTS.md (and raw numbers next to it).
+bench: bench-speed
+
+bench-speed: install
+	$(PY) benchmarks/bench_speed.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
