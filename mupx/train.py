@@ -355,9 +355,9 @@ def _train(trainer: Trainer, out: Path, console, resume: bool) -> dict:
     state = checkpoint.load_latest(out, trainer.device) if resume else None
     if state is not None:
         trainer.load_state_dict(state)
-        if main and console is not None:
-            console.print(f"resumed {out} from its step-{trainer.step} checkpoint", highlight=False, soft_wrap=True)
         if main:
+            if console is not None:
+                console.print(f"resumed {out} from its step-{trainer.step} checkpoint", highlight=False, soft_wrap=True)
             truncate_metrics(out / "metrics.jsonl", trainer.step)
             (out / "result.json").unlink(missing_ok=True)
     elif main:
@@ -458,6 +458,8 @@ def _write_result(out: Path, trainer: Trainer, status: str, reason: str, start: 
     wall = time.perf_counter() - start
     tail = [v for v in trainer.history[-t.smooth :] if math.isfinite(v)]
     tokens = trainer.step * trainer.tokens_per_step
+    flops_per_token = trainer.model.flops_per_token(t.seq_len)
+    peak = peak_flops(trainer.device, t.peak_tflops)
     result = {
         "run_id": cfg.run_id,
         "status": status,
@@ -477,10 +479,8 @@ def _write_result(out: Path, trainer: Trainer, status: str, reason: str, start: 
         "val_loss": trainer.val_loss if status == "completed" else None,
         "wall_time_s": wall,
         "tokens_per_s": tokens / wall if wall > 0 else None,
-        "flops_per_token": trainer.model.flops_per_token(t.seq_len),
-        "mfu": mfu(tokens / wall, trainer.model.flops_per_token(t.seq_len), peak_flops(trainer.device, t.peak_tflops))
-        if wall > 0
-        else None,
+        "flops_per_token": flops_per_token,
+        "mfu": mfu(tokens / wall, flops_per_token, peak) if wall > 0 else None,
         "n_params": sum(p.numel() for p in trainer.model.parameters()),
         "device": str(trainer.device),
         "world_size": trainer.dist.world,
