@@ -118,8 +118,11 @@ def launch_torchrun(nproc: int, cfg, overrides: list[str], out: Path, resume: bo
     t = cfg.train
     if t.batch % (nproc * t.accum):
         raise MupxError(f"train.batch {t.batch} is not divisible by --nproc {nproc} x train.accum {t.accum}")
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
-               "-m", "mupx.cli", "train", "--out", str(out), *(["--resume"] if resume else [])]  # fmt: skip
-    for o in overrides:
-        command += ["-s", o]
-    return subprocess.run(command).returncode
+    args = ["train", "--out", str(out), *(["--resume"] if resume else []), *(a for o in overrides for a in ("-s", o))]
+    return subprocess.run(torchrun_command(nproc, args)).returncode
+
+
+def torchrun_command(nproc: int, mupx_args: list[str]) -> list[str]:
+    """The command that runs ``mupx <mupx_args>`` on ``nproc`` ranks of this machine (torchrun --standalone)."""
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+            "-m", "mupx.cli", *mupx_args]  # fmt: skip

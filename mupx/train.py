@@ -28,6 +28,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from . import checkpoint
 from .data import BatchSampler, TokenCorpus, load_corpus
+from .data.sampler import derived_seed
 from .distributed import Dist, any_rank, gather, init_from_env, mean, shutdown
 from .errors import MupxError
 from .io import append_jsonl, atomic_write_json, atomic_write_text, check_folder
@@ -124,10 +125,13 @@ class Trainer:
             return torch.autocast(self.device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
+    def gradient_sync(self, sync: bool):
+        """Under DDP, backward passes all-reduce gradients only when ``sync`` (the last micro-batch)."""
+        return self.engine.no_sync() if (self.dist.active and not sync) else contextlib.nullcontext()
+
     def forward_backward(self, x: torch.Tensor, y: torch.Tensor, sync: bool = True, scale: float = 1.0) -> torch.Tensor:
         """Loss of one micro-batch and its backward (DDP all-reduces only when ``sync``)."""
-        context = self.engine.no_sync() if (self.dist.active and not sync) else contextlib.nullcontext()
-        with context:
+        with self.gradient_sync(sync):
             with self.autocast():
                 loss = self.engine(x, y)
             (loss * scale).backward()
@@ -142,9 +146,9 @@ class Trainer:
         needs no state in a checkpoint."""
         accum = len(batches)
         for i, (x, _) in enumerate(batches):
-            seed = label_seed(self.cfg.seed, self.step, self.dist.rank * accum + i)
+            seed = derived_seed("sophia-labels", self.cfg.seed, self.step, self.dist.rank * accum + i)
             generator = torch.Generator(device=self.device).manual_seed(seed)
-            with self.engine.no_sync() if (self.dist.active and i < accum - 1) else contextlib.nullcontext():
+            with self.gradient_sync(i == accum - 1):
                 with self.autocast():
                     logits = self.engine(x)
                 flat = logits.float().view(-1, logits.shape[-1])
@@ -239,12 +243,6 @@ class Trainer:
         for p in self.model.parameters():
             digest.update(p.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
         return len(set(gather(digest.hexdigest(), self.dist))) == 1
-
-
-def label_seed(seed: int, step: int, micro_batch: int) -> int:
-    """A 63-bit seed for Sophia's sampled labels of one global micro-batch at one step."""
-    digest = hashlib.sha256(f"mupx-sophia-labels:{seed}:{step}:{micro_batch}".encode()).digest()
-    return int.from_bytes(digest[:8], "little") & (2**63 - 1)
 
 
 def prepare_out(out: Path, resume: bool) -> None:

@@ -10,9 +10,10 @@ import torch
 from ..errors import MupxError
 
 
-def sampler_seed(seed: int, rank: int) -> int:
-    """A 63-bit generator seed from (seed, rank): equal inputs give equal seeds, different ones differ."""
-    digest = hashlib.sha256(f"mupx-batch-sampler:{seed}:{rank}".encode()).digest()
+def derived_seed(purpose: str, *parts: int) -> int:
+    """A 63-bit generator seed from a purpose and integers: equal inputs give equal seeds, different ones
+    differ (sha256), so each stream of randomness gets its own generator, never the global one."""
+    digest = hashlib.sha256(":".join([f"mupx-{purpose}", *map(str, parts)]).encode()).digest()
     return int.from_bytes(digest[:8], "little") & (2**63 - 1)
 
 
@@ -36,7 +37,7 @@ class BatchSampler:
         self.seed = seed
         self.rank = rank
         self.step = 0  # batches drawn so far
-        self.generator = torch.Generator().manual_seed(sampler_seed(seed, rank))
+        self.generator = torch.Generator().manual_seed(derived_seed("batch-sampler", seed, rank))
         self._offsets = np.arange(seq_len + 1)
 
     def next(self) -> tuple[torch.Tensor, torch.Tensor]:

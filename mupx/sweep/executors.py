@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import checkpoint
+from ..distributed import torchrun_command
 from ..errors import MupxError
 from ..io import atomic_write_json
 from .store import read_result
@@ -41,16 +42,7 @@ def train_command(task: Task, device: str, gpus_per_run: int = 1) -> list[str]:
         args.append("--resume")
     args += [a for o in task.overrides for a in ("-s", o)]
     if gpus_per_run > 1:
-        return [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--standalone",
-            f"--nproc_per_node={gpus_per_run}",
-            "-m",
-            "mupx.cli",
-            *args,
-        ]
+        return torchrun_command(gpus_per_run, args)
     return [sys.executable, "-m", "mupx.cli", *args]
 
 
