@@ -19,7 +19,7 @@ from mupx.sweep.slurm import SlurmExecutor
 
 STUBS = Path(__file__).parent / "stubs"
 SWEEP = [
-    "sweep", "--executor", "slurm", "--widths", "32,64", "--lrs", "1e-3,1e-2", "--steps", "30",
+    "sweep", "--executor", "slurm", "--widths", "32,64", "--lrs", "1e-3,1e-2", "--steps", "300",  # 300 tiny steps (~1 s idle): element 0 is still training when its preemption comes
     "--partition", "debugq", "--time-min", "7", "--array-parallelism", "2", "--gpus-per-run", "0",
     "-s", "data.max_documents=150", "-s", "data.vocab_size=512", "-s", "model.head_dim=16",
     "-s", "train.batch=4", "-s", "train.seq_len=32",
@@ -159,10 +159,10 @@ def test_sweep_on_slurm_with_preemption_and_a_killed_job(tmp_path, slurm):
     assert sorted(c["argv"] for c in calls(state, "scontrol")) == [["requeue", f"{job}_0"], ["requeue", f"{job}_2"]]
     # the preempted element was requeued by submitit and its run, checkpointed on SIGTERM mid-training,
     # resumed from that checkpoint on the second attempt and completed
-    assert runs[0]["status"] == "completed" and runs[0]["steps"] == 30 and runs[0]["run_id"] == run0.name
+    assert runs[0]["status"] == "completed" and runs[0]["steps"] == 300 and runs[0]["run_id"] == run0.name
     assert f"slurm job {job}_0 attempt 1" in logs[0] and f"slurm job {job}_0 attempt 2" in logs[0]
     resumed = re.search(r"resumed \S+ from its step-(\d+) checkpoint", logs[0].split("attempt 2")[1])
-    assert resumed and 1 <= int(resumed[1]) < 30, logs[0]
+    assert resumed and 1 <= int(resumed[1]) < 300, logs[0]
     # the element preempted twice gave up: one requeue after a time-out (max_timeouts = 1)
     assert runs[2]["status"] == "failed" and "timed-out too many times" in runs[2]["reason"]
     assert runs[2]["reason"].startswith(f"slurm job {job}_2 failed: ")
