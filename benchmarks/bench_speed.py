@@ -19,14 +19,15 @@ source (the embedded stdlib corpus, batch 8 x seq 128), ``torch.set_num_threads(
 Every ratio is paired: after a warm-up, the contenders run in rounds, one timed block each, in an order
 that rotates from round to round (A B, B A, ... or A B C, B C A, ...); each round gives one ratio, and
 the tables show the median and the interquartile range over rounds. Raw timings (seconds per block) go
-to benchmarks/speed.json, the tables to benchmarks/RESULTS.md between the bench-speed markers.
+to benchmarks/speed.json, the tables to benchmarks/RESULTS.md and the headline to README.md, each between
+the bench-speed markers (``--render`` rewrites the headline from speed.json without measuring).
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
-import datetime
+import json
 import os
 import platform
 import shlex
@@ -39,9 +40,10 @@ from pathlib import Path
 import torch
 from pytorch_optimizer import SOAP, ScalableShampoo
 from pytorch_optimizer.optimizer.utils.graft import LayerWiseGrafting
+from sections import replace_section, utc_now
 
 from mupx.data import BatchSampler
-from mupx.io import atomic_write_json, atomic_write_text
+from mupx.io import atomic_write_json
 from mupx.mfu import mfu, peak_flops
 from mupx.optim import REGISTRY, build_optimizer, param_groups
 from mupx.runconfig import load_run_config
@@ -49,7 +51,7 @@ from mupx.train import Trainer, plan_for
 
 HERE = Path(__file__).resolve().parent
 RESULTS, RAW = HERE / "RESULTS.md", HERE / "speed.json"
-START, END = "<!-- bench-speed:start -->", "<!-- bench-speed:end -->"
+README = HERE.parent / "README.md"
 # Constant lr without warmup so that mupx's schedule leaves the planned lr as the bare loop has it.
 RUN = [
     "model=gpt2", "model.width=256", "model.depth=4", "model.head_dim=32", "data=stdlib", "train.batch=8",
@@ -416,26 +418,47 @@ def gpu_lines(trainer: Trainer, train: dict) -> list[str]:
     return lines
 
 
-def write_section(text: str) -> None:
-    """Replace the bench-speed section of RESULTS.md (or append it), atomically."""
-    old = RESULTS.read_text() if RESULTS.exists() else "# Benchmarks\n"
-    section = f"{START}\n{text}\n{END}"
-    if START in old and END in old:
-        head, rest = old.split(START, 1)
-        new = head + section + rest.split(END, 1)[1]
-    else:
-        new = old.rstrip("\n") + "\n\n" + section + "\n"
-    atomic_write_text(RESULTS, new)
+def headline(meta: dict, train: dict, refs: dict) -> str:
+    """README's speed headline: the paired ratios of parts 1 and 2, with the command and machine."""
+    t = train["seconds"]
+    speed = statistics.median(ratios(t["bare"], t["mupx"]))
+    ref = {
+        name: statistics.median(ratios(r["seconds_mupx"], r["seconds_reference"])) for name, r in refs.items()
+    }
+    names = {
+        "muon": "`torch.optim.Muon`'s",
+        "soap": "pytorch_optimizer's SOAP's",
+        "shampoo": "pytorch_optimizer's ScalableShampoo's",
+    }
+    versus = ", ".join(
+        f"its {n.capitalize() if n != 'soap' else 'SOAP'} step {v:.3f}× {names.get(n, n)}"
+        for n, v in ref.items()
+    )
+    return (
+        f"**Speed** (`{meta['command']}`, {meta['date']}, {meta['cpus']} CPUs, {meta['device']}, torch "
+        f"{meta['torch']}; paired interleaved rounds, full tables in [benchmarks/RESULTS.md](benchmarks/RESULTS.md)): "
+        f"mupx's training step runs at {speed:.3f}× the speed of a bare PyTorch loop of the same model and AdamW "
+        f"(goal ≥ 0.97). Time per optimizer step against the reference implementation: {versus}."
+    )  # fmt: skip
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--render",
+        action="store_true",
+        help="only rewrite README's speed headline from benchmarks/speed.json (measures nothing)",
+    )
     parser.add_argument(
         "--quick",
         action="store_true",
         help="fewer repetitions: about 4 minutes instead of 7 on 2 busy CPU cores",
     )
     args = parser.parse_args()
+    if args.render:
+        raw = json.loads(RAW.read_text())
+        replace_section(README, "bench-speed", headline(raw["meta"], raw["training_step"], raw["references"]))
+        return
     reps = REPS["quick" if args.quick else "full"]
     torch.set_num_threads(1)
     start = time.perf_counter()
@@ -457,7 +480,7 @@ def main() -> None:
     gpu = gpu_lines(trainer, train)
     device = trainer.device
     meta = {
-        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "date": utc_now(),
         "command": shlex.join([os.path.relpath(sys.executable), *sys.argv]),
         "quick": args.quick,
         "processor": platform.processor() or platform.machine(),
@@ -475,7 +498,8 @@ def main() -> None:
         RAW, {"meta": meta, "training_step": train, "optimizer_step": optim, "references": refs}
     )
     text = report(meta, train, optim, refs, gpu)
-    write_section(text)
+    replace_section(RESULTS, "bench-speed", text, default_head="# Benchmarks\n")
+    replace_section(README, "bench-speed", headline(meta, train, refs))
     print(text)
 
 
