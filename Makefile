@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE ?= 1
 export HF_DATASETS_OFFLINE ?= 1
 
-.PHONY: install test test-slow lint demo bench bench-speed clean
+.PHONY: install test test-slow lint demo bench bench-speed bench-transfer bench-transfer-quick bench-compare clean
 
 install: $(STAMP)
 
@@ -30,11 +30,21 @@ lint: install
 demo: install
 	$(PY) scripts/demo.py
 
-# Benchmarks write their sections of benchmarks/RESULTS.md (and raw numbers next to it).
-bench: bench-speed
+# Benchmarks write their sections of benchmarks/RESULTS.md and README.md (raw numbers next to RESULTS.md).
+# On 2 CPU cores: bench-speed ~7 min, bench-transfer a few hours (resumable), bench-compare ~20 min after it.
+bench: bench-speed bench-transfer bench-compare
 
 bench-speed: install
 	$(PY) benchmarks/bench_speed.py
+
+bench-transfer: install
+	$(PY) benchmarks/bench_transfer.py
+
+bench-transfer-quick: install
+	$(PY) benchmarks/bench_transfer.py --quick
+
+bench-compare: install
+	$(PY) benchmarks/bench_compare.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

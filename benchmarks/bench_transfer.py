@@ -1,0 +1,290 @@
+"""`make bench-transfer`: how well the learning rate transfers, per optimizer, under μP and under SP.
+
+For each optimizer, one ``mupx sweep --param both`` over widths spanning 8× (depth fixed), and for AdamW
+and Muon one more over depths spanning 8× (width fixed, depth-μP with α = 1 against SP's unscaled
+residuals), 2 seeds per point, on the embedded stdlib corpus. Each sweep is the CLI command a user would
+type (echoed); rerunning resumes, so an interrupted benchmark continues where it stopped.
+
+**Learning-rate grid.** ``--lrs auto``: a 1-octave coarse grid of 5 points around the optimizer's
+configured lr, extended an octave at a time while a series' optimum sits at an edge, then refined to
+half-octave steps either side of each series' optimum. The optimum is thus fitted on a half-octave grid
+(the fit window is ±1 octave around the grid argmin: 5 points) for every width and parameterization,
+including SP's, whose optimum moves. For Muon, Muon++, Shampoo and SOAP the swept lr is that of the
+hidden matrices; their AdamW side (embeddings, readout, gains, biases) keeps its configured lr, μP-scaled.
+
+**Recorded** per optimizer, axis and parameterization (from the sweep's ``fits``, mupx.fit): lr* per
+width (depth) with its 95% interval; the drift of log2 lr* over the range with its 95% interval and the
+verdict at tolerance 0.5 octave; and the **transfer regret** at the largest width (depth): the loss there
+at the smallest width's lr* minus the best loss there, with the loss at an lr off the grid read from the
+seed-mean loss curve, linear in log2 lr between grid points (a neighbour that diverged makes it
+"diverged"; beyond the grid, no number). Under μP the smallest width's lr* is the zero-shot transfer;
+under SP it is what reusing the proxy's lr gives.
+
+**Sizes.** CPU: widths 32→256 at depth 2, depths 2→16 at width 64, 100 steps of 16×64 tokens, head_dim 16.
+GPU (``--gpu``, packed 4 runs per GPU): widths 128→1024 at depth 4, depths 2→16 at width 256, 1000 steps of
+32×256 tokens, head_dim 64. ``--quick``: AdamW's width sweep alone (the same runs as the full benchmark's,
+so a full run afterwards reuses them).
+
+Writes the raw per-optimizer results to benchmarks/transfer.json (merged with earlier rows measured at the
+same sizes; ``--only`` reruns a subset), the tables to benchmarks/RESULTS.md and the headline table to
+README.md, each between the bench-transfer markers; ``--render`` rewrites both from transfer.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from sections import machine, replace_section, utc_now
+
+from mupx.io import atomic_write_json
+
+HERE = Path(__file__).resolve().parent
+RESULTS, RAW, README = HERE / "RESULTS.md", HERE / "transfer.json", HERE.parent / "README.md"
+OPTIMIZERS = ("adamw", "adopt", "lamb", "sophia", "sgd", "muon", "muonpp", "shampoo", "soap")
+DEPTH_OPTIMIZERS = ("adamw", "muon")
+SIZES = {
+    "cpu": {
+        "widths": [32, 64, 128, 256], "depth": 2, "depths": [2, 4, 8, 16], "depth_width": 64, "steps": 100,
+        "batch": 16, "seq_len": 64, "head_dim": 16, "runs_per_gpu": None,
+    },
+    "gpu": {
+        "widths": [128, 256, 512, 1024], "depth": 4, "depths": [2, 4, 8, 16], "depth_width": 256,
+        "steps": 1000, "batch": 32, "seq_len": 256, "head_dim": 64, "runs_per_gpu": 4,
+    },
+}  # fmt: skip
+SEEDS = 2
+TOLERANCE = 0.5
+
+
+def sweep_args(optimizer: str, axis: str, size: dict, root: Path, jobs: int | None) -> list[str]:
+    """The ``mupx sweep`` arguments of one optimizer's sweep along ``axis`` (width or depth)."""
+    if axis == "width":
+        shape = ["--widths", ",".join(map(str, size["widths"])), "--depths", str(size["depth"])]
+    else:
+        shape = ["--widths", str(size["depth_width"]), "--depths", ",".join(map(str, size["depths"]))]
+    sets = [f"model.head_dim={size['head_dim']}", f"train.batch={size['batch']}",
+            f"train.seq_len={size['seq_len']}", f"train.eval_every={size['steps']}", "train.eval_batches=8"]  # fmt: skip
+    args = ["sweep", "--optimizer", optimizer, "--param", "both", *shape, "--seeds", str(SEEDS), "--lrs", "auto",
+            "--steps", str(size["steps"]), "--tolerance", str(TOLERANCE), "--name", f"{optimizer}-{axis}",
+            "--root", str(root)]  # fmt: skip
+    if jobs is not None:
+        args += ["--jobs", str(jobs)]
+    if size["runs_per_gpu"]:
+        args += ["--runs-per-gpu", str(size["runs_per_gpu"])]
+    return args + [a for s in sets for a in ("-s", s)]
+
+
+def run_sweep(args: list[str]) -> dict:
+    print(f"\n$ mupx {shlex.join(args)}", flush=True)
+    code = subprocess.run([sys.executable, "-m", "mupx.cli", *args]).returncode
+    if code != 0:
+        sys.exit(f"mupx sweep exited {code}")
+    root, name = Path(args[args.index("--root") + 1]), args[args.index("--name") + 1]
+    return json.loads((root / name / "sweep.json").read_text())
+
+
+def regret(points: list[dict], axis: str) -> dict:
+    """Loss at the largest ``axis`` value when trained at the smallest one's lr*, minus the best loss there."""
+    first, last = points[0], points[-1]
+    out = {"lr": first["lr_star"], "loss": None, "best_loss": last["best_loss"], "regret": None, "note": ""}
+    if first["lr_star"] is None or last["best_loss"] is None:
+        out["note"] = "no optimum"
+        return out
+    x = math.log2(first["lr_star"])
+    curve = sorted(last["curve"], key=lambda c: c["log2_lr"])
+    for lo, hi in zip(curve, curve[1:], strict=False):
+        if lo["log2_lr"] <= x <= hi["log2_lr"]:
+            if lo["mean_loss"] is None or hi["mean_loss"] is None:
+                out["note"] = "diverged"
+                return out
+            f = (x - lo["log2_lr"]) / (hi["log2_lr"] - lo["log2_lr"])
+            out["loss"] = lo["mean_loss"] + f * (hi["mean_loss"] - lo["mean_loss"])
+            out["regret"] = out["loss"] - last["best_loss"]
+            return out
+    out["note"] = "outside the grid"
+    return out
+
+
+def summarise(doc: dict, axis: str) -> dict:
+    """Per parameterization: lr* per axis value, the drift with its interval and verdict, and the regret."""
+    out = {}
+    for param, fit in doc["fits"].items():
+        points = sorted(fit["points"], key=lambda p: p[axis])
+        drift = fit["drift"][axis][0] if fit["drift"][axis] else {}
+        out[param] = {
+            "values": [p[axis] for p in points],
+            "lr_star": [p["lr_star"] for p in points],
+            "interval": [p["interval"] for p in points],
+            "at_edge": [p["at_edge"] for p in points],
+            "best_loss": [p["best_loss"] for p in points],
+            "octaves": drift.get("octaves"),
+            "octaves_interval": drift.get("octaves_interval"),
+            "verdict": drift.get("verdict", "inconclusive"),
+            "decisive": drift.get("decisive"),
+            "reason": drift.get("reason", ""),
+            "regret": regret(points, axis),
+        }
+    runs = doc["runs"]
+    out["runs"] = len(runs)
+    out["diverged"] = sum(r["status"] == "diverged" for r in runs)
+    out["wall_s"] = sum(r.get("wall_time_s") or 0 for r in runs)
+    return out
+
+
+# --- the report -------------------------------------------------------------------------------------
+
+
+def octaves(s: dict) -> str:
+    if s["octaves"] is None:
+        return "–"
+    ci = s["octaves_interval"]
+    return f"{s['octaves']:+.2f}" + (f" ({ci[0]:+.2f} to {ci[1]:+.2f})" if ci else " (no interval)")
+
+
+def regret_text(s: dict) -> str:
+    r = s["regret"]
+    return f"{r['regret']:.3f}" if r["regret"] is not None else r["note"]
+
+
+def verdict(s: dict) -> str:
+    v = s["verdict"]
+    return f"**{v}**" if s["decisive"] else v
+
+
+def headline(raw: dict) -> str:
+    size = raw["size"]
+    rows = raw["results"]
+    w = size["widths"]
+    lines = [
+        f"**Learning-rate transfer per optimizer** (`{raw['command']}`; {raw['machine']}; last run {raw['date']}). "
+        f"Drift of log2 lr* over widths {w[0]}→{w[-1]} ({w[-1] // w[0]}×) at depth {size['depth']}, with its 95% "
+        f"interval, {SEEDS} seeds, {size['steps']} steps of {size['batch']}×{size['seq_len']} tokens; verdict at "
+        f"±{TOLERANCE} octave (bold: the interval agrees); regret = loss at width {w[-1]} at the width-{w[0]} "
+        f"lr* minus the best loss there. Tables, lr* per width and the depth sweeps: "
+        f"[benchmarks/RESULTS.md](benchmarks/RESULTS.md).",
+        "",
+        "| optimizer | μP drift (octaves) | μP verdict | μP regret | SP drift (octaves) | SP verdict | SP regret |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name in OPTIMIZERS:
+        r = rows.get(name, {}).get("width")
+        if r is None:
+            lines.append(f"| {name} | not measured yet | | | | | |")
+            continue
+        mup, sp = r["mup"], r["sp"]
+        lines.append(
+            f"| {name} | {octaves(mup)} | {verdict(mup)} | {regret_text(mup)} | {octaves(sp)} | {verdict(sp)} | "
+            f"{regret_text(sp)} |"
+        )
+    return "\n".join(lines)
+
+
+def tables(raw: dict) -> str:
+    size = raw["size"]
+    lines = [
+        "## Learning-rate transfer (`make bench-transfer`)",
+        "",
+        f"- Last run: {raw['date']}; command `{raw['command']}`",
+        f"- Machine: {raw['machine']}",
+        f"- Sizes: GPT-2 proxy, head_dim {size['head_dim']}, {size['steps']} steps of {size['batch']} × "
+        f"{size['seq_len']} tokens (cosine schedule, 10% warmup), stdlib corpus; {SEEDS} seeds per point; "
+        f"objective = validation loss (8 batches) at the end; widths {size['widths']} at depth {size['depth']}; "
+        f"depths {size['depths']} at width {size['depth_width']} (μP: depth-μP with α = 1; SP: no depth scaling).",
+        "- Grid: `--lrs auto` (coarse octave grid around the configured lr, extended past edge optima, refined to "
+        "half-octave steps around each optimum). Swept lr: the hidden matrices' for muon, muonpp, shampoo, soap.",
+        "- Drift: slope of log2 lr* on log2 width (depth) × log2 of the range, weighted by the optima's intervals "
+        "(mupx.fit), with its 95% interval; verdict at ±0.5 octave, **bold** when the interval agrees. Regret: "
+        "seed-mean loss at the largest width (depth) at the smallest one's lr*, minus the best seed-mean loss there.",
+        "",
+    ]
+    for axis in ("width", "depth"):
+        lines += [
+            f"### Over {axis}",
+            "",
+            f"| optimizer | param | lr* per {axis} | drift (octaves, 95%) | verdict | regret | runs (diverged) | run s | measured |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]  # fmt: skip
+        for name in OPTIMIZERS:
+            entry = raw["results"].get(name, {})
+            r = entry.get(axis)
+            if r is None:
+                if axis == "width" or name in DEPTH_OPTIMIZERS:
+                    lines.append(f"| {name} | | not measured yet | | | | | | |")
+                continue
+            for param in ("mup", "sp"):
+                s = r[param]
+                lrs = ", ".join(
+                    f"{v}: {'–' if lr is None else f'{lr:.3g}'}{'(edge)' if edge else ''}"
+                    for v, lr, edge in zip(s["values"], s["lr_star"], s["at_edge"], strict=True)
+                )
+                runs = f"{r['runs']} ({r['diverged']})" if param == "mup" else ""
+                secs = f"{r['wall_s']:.0f}" if param == "mup" else ""
+                lines.append(
+                    f"| {name if param == 'mup' else ''} | {'μP' if param == 'mup' else 'SP'} | {lrs} | {octaves(s)} | "
+                    f"{verdict(s)} | {regret_text(s)} | {runs} | {secs} | {entry['date'] if param == 'mup' else ''} |"
+                )
+        lines.append("")
+    lines.append(
+        "Inconclusive verdicts name their reason in the raw results (benchmarks/transfer.json, `reason`); "
+        "run s = the runs' summed wall time."
+    )
+    return "\n".join(lines)
+
+
+def render(raw: dict) -> None:
+    replace_section(RESULTS, "bench-transfer", tables(raw), default_head="# Benchmarks\n")
+    replace_section(README, "bench-transfer", headline(raw))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--quick", action="store_true", help="AdamW's width sweep only (< 20 min on 2 CPU cores)"
+    )
+    parser.add_argument("--only", default="", help="comma-separated optimizers to (re)run, e.g. adamw,muon")
+    parser.add_argument(
+        "--gpu", action="store_true", help="GPU sizes: widths 128-1024, 1000 steps, 4 runs per GPU"
+    )
+    parser.add_argument("--root", default="runs/bench-transfer", help="folder holding the sweeps")
+    parser.add_argument("--jobs", type=int, default=None, help="concurrent runs (default: mupx sweep's)")
+    parser.add_argument("--render", action="store_true", help="only rewrite the tables from transfer.json")
+    args = parser.parse_args()
+    if args.render:
+        render(json.loads(RAW.read_text()))
+        return
+    only = [o for o in args.only.split(",") if o] or (["adamw"] if args.quick else list(OPTIMIZERS))
+    bad = [o for o in only if o not in OPTIMIZERS]
+    if bad:
+        print(f"bench_transfer: error: --only {bad[0]!r} is not an optimizer (allowed: {', '.join(OPTIMIZERS)})",
+              file=sys.stderr)  # fmt: skip
+        sys.exit(2)
+    kind = "gpu" if args.gpu else "cpu"
+    size = SIZES[kind]
+    old = json.loads(RAW.read_text()) if RAW.exists() else {}
+    results = old.get("results", {}) if old.get("size") == size else {}
+    command = shlex.join([os.path.relpath(sys.executable), *sys.argv])
+    for name in only:
+        axes = ["width"] if args.quick or name not in DEPTH_OPTIMIZERS else ["width", "depth"]
+        entry = {"date": utc_now(), "command": command}
+        for axis in axes:
+            start = time.perf_counter()
+            doc = run_sweep(sweep_args(name, axis, size, Path(args.root), args.jobs))
+            entry[axis] = {**summarise(doc, axis), "sweep_s": time.perf_counter() - start}
+        results[name] = {**results.get(name, {}), **entry}
+        raw = {"command": command, "date": utc_now(), "machine": machine(), "kind": kind, "size": size,
+               "results": results}  # fmt: skip
+        atomic_write_json(RAW, raw)
+        render(raw)
+    print(f"\nwrote {RAW.relative_to(HERE.parent)}, the bench-transfer sections of RESULTS.md and README.md")
+
+
+if __name__ == "__main__":
+    main()
