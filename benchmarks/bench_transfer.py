@@ -20,9 +20,10 @@ seed-mean loss curve, linear in log2 lr between grid points (a neighbour that di
 "diverged"; beyond the grid, no number). Under μP the smallest width's lr* is the zero-shot transfer;
 under SP it is what reusing the proxy's lr gives.
 
-**Sizes.** CPU: widths 32→256 at depth 2, depths 2→16 at width 64, 100 steps of 16×64 tokens, head_dim 16.
+**Sizes.** CPU: widths 32→256 at depth 2, depths 2→16 at width 64, 80 steps of 16×64 tokens, head_dim 16,
+BPE vocab 1024 (a 4096-token readout would cost about two thirds of the blocks at width 256).
 GPU (``--gpu``, packed 4 runs per GPU): widths 128→1024 at depth 4, depths 2→16 at width 256, 1000 steps of
-32×256 tokens, head_dim 64. ``--quick``: AdamW's width sweep alone (the same runs as the full benchmark's,
+32×256 tokens, head_dim 64, vocab 4096. ``--quick``: AdamW's width sweep alone (the same runs as the full benchmark's,
 so a full run afterwards reuses them).
 
 Writes the raw per-optimizer results to benchmarks/transfer.json (merged with earlier rows measured at the
@@ -52,12 +53,12 @@ OPTIMIZERS = ("adamw", "adopt", "lamb", "sophia", "sgd", "muon", "muonpp", "sham
 DEPTH_OPTIMIZERS = ("adamw", "muon")
 SIZES = {
     "cpu": {
-        "widths": [32, 64, 128, 256], "depth": 2, "depths": [2, 4, 8, 16], "depth_width": 64, "steps": 100,
-        "batch": 16, "seq_len": 64, "head_dim": 16, "runs_per_gpu": None,
+        "widths": [32, 64, 128, 256], "depth": 2, "depths": [2, 4, 8, 16], "depth_width": 64, "steps": 80,
+        "batch": 16, "seq_len": 64, "head_dim": 16, "vocab": 1024, "runs_per_gpu": None,
     },
     "gpu": {
         "widths": [128, 256, 512, 1024], "depth": 4, "depths": [2, 4, 8, 16], "depth_width": 256,
-        "steps": 1000, "batch": 32, "seq_len": 256, "head_dim": 64, "runs_per_gpu": 4,
+        "steps": 1000, "batch": 32, "seq_len": 256, "head_dim": 64, "vocab": 4096, "runs_per_gpu": 4,
     },
 }  # fmt: skip
 SEEDS = 2
@@ -71,7 +72,8 @@ def sweep_args(optimizer: str, axis: str, size: dict, root: Path, jobs: int | No
     else:
         shape = ["--widths", str(size["depth_width"]), "--depths", ",".join(map(str, size["depths"]))]
     sets = [f"model.head_dim={size['head_dim']}", f"train.batch={size['batch']}",
-            f"train.seq_len={size['seq_len']}", f"train.eval_every={size['steps']}", "train.eval_batches=8"]  # fmt: skip
+            f"train.seq_len={size['seq_len']}", f"train.eval_every={size['steps']}", "train.eval_batches=8",
+            f"data.vocab_size={size['vocab']}"]  # fmt: skip
     args = ["sweep", "--optimizer", optimizer, "--param", "both", *shape, "--seeds", str(SEEDS), "--lrs", "auto",
             "--steps", str(size["steps"]), "--tolerance", str(TOLERANCE), "--name", f"{optimizer}-{axis}",
             "--root", str(root)]  # fmt: skip
@@ -195,7 +197,8 @@ def tables(raw: dict) -> str:
         f"- Last run: {raw['date']}; command `{raw['command']}`",
         f"- Machine: {raw['machine']}",
         f"- Sizes: GPT-2 proxy, head_dim {size['head_dim']}, {size['steps']} steps of {size['batch']} × "
-        f"{size['seq_len']} tokens (cosine schedule, 10% warmup), stdlib corpus; {SEEDS} seeds per point; "
+        f"{size['seq_len']} tokens (cosine schedule, 10% warmup), stdlib corpus with a {size['vocab']}-token BPE; "
+        f"{SEEDS} seeds per point; "
         f"objective = validation loss (8 batches) at the end; widths {size['widths']} at depth {size['depth']}; "
         f"depths {size['depths']} at width {size['depth_width']} (μP: depth-μP with α = 1; SP: no depth scaling).",
         "- Grid: `--lrs auto` (coarse octave grid around the configured lr, extended past edge optima, refined to "
