@@ -45,7 +45,11 @@ seeds, 5 steps: μP's worst |slope| is 0.32-0.42 (AdamW widths and depths, SGD w
 effects at the base shape: Adam's sign-like first updates of the readout and of q/k are partly unaligned
 with the features, so their effect shrinks like width^-1/2 at the smallest widths. SP with AdamW fails
 with slopes up to 1.9 (≈ 100 of 121 gated slopes above 1.0). §10's |slope| ≈ 0.2 assumes ≥ 16x of range
-at larger widths; over 8x at widths this small the finite-width scatter alone reaches 0.4.
+at larger widths; over 8x at widths this small the finite-width scatter alone reaches 0.4. SGD over depth
+needs ``param.embed_mult=10``: its update follows the gradient's scale, which the pre-LN blocks divide by
+the residual stream's RMS, and with the embedding at RMS 0.02 that RMS at init falls 2.2x from depth 2 to
+16 (the branches dominate it at depth 2, the embedding at 16), so at embed_mult 1 the first block's updates
+grow with L from t = 3 on (worst slope 0.88); at 10 the worst is 0.10 (0.14 over depths 4→32).
 
 The default learning rate is the optimizer's configured one: every ``lr`` and ``*_lr`` key × ``lr_mult``
 (default 1), or ``--lr`` for ``optimizer.lr``. mup's tip is "larger than for real training"; the
