@@ -48,6 +48,10 @@ def mupx(*args: str) -> None:
         sys.exit(f"mupx {args[0]} exited {code}")
 
 
+def number(value: float | None, spec: str, unit: str = "") -> str:
+    return "–" if value is None else f"{value:{spec}}{unit}"
+
+
 def rows(raw: dict) -> list[str]:
     out = [
         "| optimizer | transferred lr | final loss | speedup in tokens vs AdamW | step time / AdamW's | speedup in wall time |",
@@ -57,8 +61,8 @@ def rows(raw: dict) -> list[str]:
         d = r["detail"]
         tokens = f"{r['speedup']:.2f}×" + (f" (≥ {d['lower_bound']:.2f}×)" if d.get("lower_bound") else "")
         out.append(
-            f"| {r['name']} | {r['lr']:.3g} | {r['final_loss']:.3f} | {tokens} | {r['step_time_ratio']:.2f} | "
-            f"{r['speedup_time']:.2f}× |"
+            f"| {r['name']} | {r['lr']:.3g} | {r['final_loss']:.3f} | {tokens} | {number(r['step_time_ratio'], '.2f')} | "
+            f"{number(r['speedup_time'], '.2f', '×')} |"
         )
     return out
 
