@@ -94,9 +94,13 @@ def run_sweep(args: list[str]) -> dict:
 
 
 def regret(points: list[dict], axis: str) -> dict:
-    """Loss at the largest ``axis`` value when trained at the smallest one's lr*, minus the best loss there."""
+    """Loss at the largest ``axis`` value when trained at the smallest one's lr*, minus the best loss there.
+
+    Beyond the grid, the loss at the grid's end towards the lr (when that end did not diverge) minus the
+    best is a lower bound, assuming the loss keeps rising away from the optimum."""
     first, last = points[0], points[-1]
-    out = {"lr": first["lr_star"], "loss": None, "best_loss": last["best_loss"], "regret": None, "note": ""}
+    out = {"lr": first["lr_star"], "loss": None, "best_loss": last["best_loss"], "regret": None,
+           "lower_bound": None, "note": ""}  # fmt: skip
     if first["lr_star"] is None or last["best_loss"] is None:
         out["note"] = "no optimum"
         return out
@@ -111,7 +115,12 @@ def regret(points: list[dict], axis: str) -> dict:
             out["loss"] = lo["mean_loss"] + f * (hi["mean_loss"] - lo["mean_loss"])
             out["regret"] = out["loss"] - last["best_loss"]
             return out
-    out["note"] = "outside the grid"
+    end = curve[-1] if x > curve[-1]["log2_lr"] else curve[0]
+    if end["mean_loss"] is None:
+        out["note"] = "diverged"
+    else:
+        out["lower_bound"] = end["mean_loss"] - last["best_loss"]
+        out["note"] = "outside the grid"
     return out
 
 
@@ -153,7 +162,9 @@ def octaves(s: dict) -> str:
 
 def regret_text(s: dict) -> str:
     r = s["regret"]
-    return f"{r['regret']:.3f}" if r["regret"] is not None else r["note"]
+    if r["regret"] is not None:
+        return f"{r['regret']:.3f}"
+    return f"≥ {r['lower_bound']:.3f}" if r.get("lower_bound") is not None else r["note"]
 
 
 def verdict(s: dict) -> str:
@@ -170,7 +181,8 @@ def headline(raw: dict) -> str:
         f"Drift of log2 lr* over widths {w[0]}→{w[-1]} ({w[-1] // w[0]}×) at depth {size['depth']}, with its 95% "
         f"interval, {SEEDS} seeds, {size['steps']} steps of {size['batch']}×{size['seq_len']} tokens; verdict at "
         f"±{TOLERANCE} octave (bold: the interval agrees); regret = loss at width {w[-1]} at the width-{w[0]} "
-        f"lr* minus the best loss there. Tables, lr* per width and the depth sweeps: "
+        f"lr* minus the best loss there (≥: a lower bound, that lr is beyond the grid there). Tables, lr* per "
+        f"width and the depth sweeps: "
         f"[benchmarks/RESULTS.md](benchmarks/RESULTS.md).",
         "",
         "| optimizer | μP drift (octaves) | μP verdict | μP regret | SP drift (octaves) | SP verdict | SP regret |",
@@ -205,7 +217,8 @@ def tables(raw: dict) -> str:
         "half-octave steps around each optimum). Swept lr: the hidden matrices' for muon, muonpp, shampoo, soap.",
         "- Drift: slope of log2 lr* on log2 width (depth) × log2 of the range, weighted by the optima's intervals "
         "(mupx.fit), with its 95% interval; verdict at ±0.5 octave, **bold** when the interval agrees. Regret: "
-        "seed-mean loss at the largest width (depth) at the smallest one's lr*, minus the best seed-mean loss there.",
+        "seed-mean loss at the largest width (depth) at the smallest one's lr*, minus the best seed-mean loss there "
+        "(≥: that lr lies beyond the grid there; the bound is the loss at the grid's end minus the best).",
         "",
     ]
     for axis in ("width", "depth"):

@@ -39,9 +39,11 @@ def test_regret_reads_the_largest_widths_curve_at_the_smallest_widths_optimum():
     assert r["loss"] == pytest.approx(3.3) and r["regret"] == pytest.approx(0.3)  # halfway between -8 and -7
     top["curve"][-1]["mean_loss"] = None  # the lr above the transferred one diverged
     assert bench_transfer.regret([base, top], "width")["note"] == "diverged"
-    base["lr_star"] = 2.0**-3
+    top["curve"][-1]["mean_loss"] = 3.5
+    base["lr_star"] = 2.0**-3  # beyond the grid: the loss at its top end bounds the regret from below
     out = bench_transfer.regret([base, top], "width")
     assert out["regret"] is None and out["note"] == "outside the grid"
+    assert out["lower_bound"] == pytest.approx(0.5)
 
 
 def test_summary_of_a_real_sweep_and_its_generated_tables(tmp_path_factory, tmp_path, monkeypatch):
