@@ -24,14 +24,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import shlex
-import subprocess
-import sys
 from pathlib import Path
 
 from bench_transfer import SIZES, run_sweep, sweep_args
-from sections import machine, replace_section, utc_now
+from common import command_line, machine, mupx, replace_section, utc_now
 
 from mupx.io import atomic_write_json
 
@@ -39,13 +35,6 @@ HERE = Path(__file__).resolve().parent
 RESULTS, RAW, README = HERE / "RESULTS.md", HERE / "compare.json", HERE.parent / "README.md"
 OPTIMIZERS = ("adamw", "muon", "soap", "shampoo")
 TARGETS = {"cpu": {"width": 256, "depth": 4, "steps": 400}, "gpu": {"width": 1024, "depth": 8, "steps": 2000}}
-
-
-def mupx(*args: str) -> None:
-    print(f"\n$ mupx {shlex.join(args)}", flush=True)
-    code = subprocess.run([sys.executable, "-m", "mupx.cli", *args]).returncode
-    if code != 0:
-        sys.exit(f"mupx {args[0]} exited {code}")
 
 
 def number(value: float | None, spec: str, unit: str = "") -> str:
@@ -127,7 +116,7 @@ def main() -> None:
     out = root / "compare"
     mupx("compare", *transfers, "--out", str(out))
     raw = {
-        "command": shlex.join([os.path.relpath(sys.executable), *sys.argv]), "date": utc_now(), "machine": machine(),
+        "command": command_line(), "date": utc_now(), "machine": machine(),
         "kind": kind, "size": size, "target": target, "compare": json.loads((out / "compare.json").read_text()),
     }  # fmt: skip
     atomic_write_json(RAW, raw)

@@ -30,17 +30,15 @@ import copy
 import json
 import os
 import platform
-import shlex
 import statistics
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from common import command_line, replace_section, utc_now
 from pytorch_optimizer import SOAP, ScalableShampoo
 from pytorch_optimizer.optimizer.utils.graft import LayerWiseGrafting
-from sections import replace_section, utc_now
 
 from mupx.data import BatchSampler
 from mupx.io import atomic_write_json
@@ -481,7 +479,7 @@ def main() -> None:
     device = trainer.device
     meta = {
         "date": utc_now(),
-        "command": shlex.join([os.path.relpath(sys.executable), *sys.argv]),
+        "command": command_line(),
         "quick": args.quick,
         "processor": platform.processor() or platform.machine(),
         "cpus": os.cpu_count(),

@@ -36,14 +36,11 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
-import shlex
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-from sections import machine, replace_section, utc_now
+from common import command_line, machine, mupx, replace_section, utc_now
 
 from mupx.io import atomic_write_json
 
@@ -85,10 +82,7 @@ def sweep_args(optimizer: str, axis: str, size: dict, root: Path, jobs: int | No
 
 
 def run_sweep(args: list[str]) -> dict:
-    print(f"\n$ mupx {shlex.join(args)}", flush=True)
-    code = subprocess.run([sys.executable, "-m", "mupx.cli", *args]).returncode
-    if code != 0:
-        sys.exit(f"mupx sweep exited {code}")
+    mupx(*args)
     root, name = Path(args[args.index("--root") + 1]), args[args.index("--name") + 1]
     return json.loads((root / name / "sweep.json").read_text())
 
@@ -286,7 +280,7 @@ def main() -> None:
     size = SIZES[kind]
     old = json.loads(RAW.read_text()) if RAW.exists() else {}
     results = old.get("results", {}) if old.get("size") == size else {}
-    command = shlex.join([os.path.relpath(sys.executable), *sys.argv])
+    command = command_line()
     for name in only:
         axes = ["width"] if args.quick or name not in DEPTH_OPTIMIZERS else ["width", "depth"]
         entry = {"date": utc_now(), "command": command}

@@ -11,7 +11,7 @@ from tests.test_report import tiny_sweep
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import bench_transfer  # noqa: E402
-from sections import replace_section  # noqa: E402
+from common import replace_section  # noqa: E402
 
 
 def test_replace_section_rewrites_only_its_own_markers(tmp_path):

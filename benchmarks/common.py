@@ -1,4 +1,5 @@
-"""Shared by the benchmark scripts: the machine they ran on, and generated sections of Markdown files.
+"""What the benchmark scripts share: running a mupx command as a user would, naming the command line and the
+machine a result came from, and writing generated sections of Markdown files.
 
 A generated section sits between ``<!-- NAME:start -->`` and ``<!-- NAME:end -->``; a benchmark replaces
 its own section (README.md's headline or RESULTS.md's tables) and leaves the rest of the file as it was,
@@ -10,10 +11,26 @@ from __future__ import annotations
 import datetime
 import os
 import platform
+import shlex
+import subprocess
+import sys
 
 import torch
 
 from mupx.io import atomic_write_text
+
+
+def mupx(*args: str) -> None:
+    """Run ``mupx ARGS`` in a subprocess, echoed first; a failure ends the benchmark with its exit code."""
+    print(f"\n$ mupx {shlex.join(args)}", flush=True)
+    code = subprocess.run([sys.executable, "-m", "mupx.cli", *args]).returncode
+    if code != 0:
+        sys.exit(f"mupx {args[0]} exited {code}")
+
+
+def command_line() -> str:
+    """The command this benchmark was started with, as a user would retype it."""
+    return shlex.join([os.path.relpath(sys.executable), *sys.argv])
 
 
 def replace_section(path, name: str, text: str, default_head: str = "") -> None:
