@@ -153,7 +153,8 @@ def test_plan_multipliers(name, options, hidden_mono, width, depth, alpha):
             mult = hidden_mono(m, d, alpha)
             assert r.update == name and r.eps is None, r.name
             assert math.isclose(r.lr_mult, mult) and math.isclose(r.lr, options.lr * mult), r.name
-            assert math.isclose(r.wd, 0.1 / mult), r.name  # coupled: lr·wd at its base value
+            # coupled: lr·wd at its base value in width, × m_L^(α−1) in depth (as the update)
+            assert math.isclose(r.wd, 0.1 * d ** (alpha - 1) / mult), r.name
         else:
             assert r.update == "adamw", r.name
     assert sum(r.name.endswith(HIDDEN_SUFFIXES) for r in p.rows) == 4 * depth

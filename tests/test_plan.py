@@ -1,5 +1,6 @@
 """The μP plan: roles, multipliers and per-tensor settings against the papers' tables."""
 
+import dataclasses
 import math
 
 import pytest
@@ -110,7 +111,45 @@ def test_independent_weight_decay_scales_with_inverse_width():
     p = plan(width=512, base_width=128, wd_convention="independent")
     for r in p.rows:
         per_step = r.lr * r.wd  # torch applies p -= lr·wd·p
-        assert math.isclose(per_step, ADAMW.weight_decay / 4), r.name
+        assert math.isclose(per_step, 0 if r.role is Role.VECTOR else ADAMW.weight_decay / 4), r.name
+
+
+@pytest.mark.parametrize("alpha", [0.5, 1.0])
+def test_coupled_weight_decay_over_depth_follows_2603_00541(alpha):
+    """AdamW: the coefficient is free of depth while the in-block lr carries m_L^(α−1) (CompleteP Table 1,
+    2603.00541 Tables 6/12); SGD: λ/r_L^α (Tables 5/11). Either way the per-step decay lr·wd of an
+    in-block tensor is the base one × m_L^(α−1); outside the blocks it is the base one."""
+    m_l = 4
+    adam = plan(width=256, depth=8, base_width=128, base_depth=2, depth_alpha=alpha)
+    q = adam.row("blocks.3.attn.q.weight")
+    assert math.isclose(q.wd, ADAMW.weight_decay * 2)  # width: λ·m_N, no depth factor
+    assert math.isclose(q.lr * q.wd, ADAMW.lr * ADAMW.weight_decay * m_l ** (alpha - 1))
+    emb = adam.row("tok_emb.weight")
+    assert math.isclose(emb.lr * emb.wd, ADAMW.lr * ADAMW.weight_decay)
+    sgd_options = dataclasses.replace(SGD, weight_decay=0.1)
+    sgd = plan(width=128, depth=8, base_width=128, base_depth=2, depth_alpha=alpha, optimizer="sgd", options=sgd_options)
+    assert math.isclose(sgd.row("blocks.3.attn.o.weight").wd, 0.1 / m_l**alpha)
+
+
+def test_gains_and_biases_are_not_decayed_unless_asked():
+    p = plan(width=256, base_width=128)
+    vectors = [r for r in p.rows if r.role is Role.VECTOR]
+    assert vectors and all(r.wd == 0 for r in vectors)
+    assert all(r.wd > 0 for r in p.rows if r.role is not Role.VECTOR)
+    p = plan(width=256, base_width=128, decay_vectors=True)
+    assert all(math.isclose(r.lr * r.wd, ADAMW.lr * ADAMW.weight_decay) for r in p.rows if r.role is Role.VECTOR)
+
+
+def test_lr_rule_text_has_depth_factors_only_inside_blocks():
+    p = plan(width=256, depth=8, base_width=128, base_depth=2, depth_alpha=0.5)
+    assert p.row("ln_f.weight").lr_rule == "1" and p.row("ln_f.weight").lr_mult == 1
+    assert p.row("blocks.0.ln1.weight").lr_rule == "depth^-0.5"
+    assert p.row("blocks.0.attn.q.weight").lr_rule == "fan_in^-1·depth^-0.5"
+
+
+def test_tied_embeddings_cannot_zero_init_the_readout():
+    with pytest.raises(MupxError, match="zero_init_readout needs an untied readout"):
+        dataclasses.replace(GPT2, tie_embeddings=True, zero_init_readout=True)
 
 
 @pytest.mark.parametrize("width", [128, 512])

@@ -51,6 +51,11 @@ class ModelConfig:
             raise MupxError(f"model.ffn_mult must be > 0, got {self.ffn_mult}")
         if self.norm_eps <= 0:
             raise MupxError(f"model.norm_eps must be > 0, got {self.norm_eps}")
+        if self.tie_embeddings and self.zero_init_readout:
+            raise MupxError(
+                "model.zero_init_readout needs an untied readout: with model.tie_embeddings=true the readout is "
+                "the embedding, which cannot start at zero (set one of them to false)"
+            )
 
     @property
     def n_heads(self) -> int:

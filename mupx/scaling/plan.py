@@ -35,6 +35,7 @@ class ParamConfig:
     init_std: float
     embed_mult: float
     output_mult: float
+    decay_vectors: bool = False
 
     def __post_init__(self):
         if self.base_width <= 0:
@@ -208,11 +209,7 @@ def build_plan(cfg: ModelConfig, param: ParamConfig, optimizer: str, options, vo
         lr_mult = r.lr(m)
         base_lr = float(getattr(options, r.lr_key))
         lr = base_lr * lr_mult
-        wd_base = float(options.weight_decay)
-        if param.wd_convention == "coupled":
-            wd = wd_base / lr_mult
-        else:  # independent: per-step decay wd_base / width_mult, applied through torch's lr·wd
-            wd = wd_base / width_ratio / lr
+        wd = weight_decay(float(options.weight_decay), role, param, lr_mult, lr, width_ratio, m.depth)
         eps_mult = r.eps(m) if r.eps is not None else None
         eps = float(getattr(options, r.eps_key)) * eps_mult if eps_mult is not None else None
         extra = {k: float(getattr(options, k)) * mono(m) for k, mono in r.extra.items()}
@@ -222,7 +219,7 @@ def build_plan(cfg: ModelConfig, param: ParamConfig, optimizer: str, options, vo
             PlanRow(
                 name=name, role=role, shape=shape, update=r.update, fan_in=fan_in, fan_out=fan_out,
                 fan_in_mult=m.fan_in, fan_out_mult=m.fan_out, depth_mult=m.depth, blocks_mult=m.blocks,
-                init=init, init_std=std, lr_rule=str(r.lr) if mup else "1", lr_mult=lr_mult, lr=lr, wd=wd,
+                init=init, init_std=std, lr_rule=lr_rule(r.lr, block) if mup else "1", lr_mult=lr_mult, lr=lr, wd=wd,
                 eps_mult=eps_mult, eps=eps, fwd_mult=fwd, extra=extra,
             )
         )  # fmt: skip
@@ -231,6 +228,30 @@ def build_plan(cfg: ModelConfig, param: ParamConfig, optimizer: str, options, vo
         base_width=param.base_width, base_depth=param.base_depth, depth_alpha=param.depth_alpha,
         wd_convention=param.wd_convention, multipliers=mult, rows=tuple(rows),
     )  # fmt: skip
+
+
+def lr_rule(mono, block: bool) -> str:
+    """The lr rule as printed: depth factors apply inside residual blocks only (m_L = 1 elsewhere)."""
+    return str(mono if block else dataclasses.replace(mono, depth=0.0))
+
+
+def weight_decay(wd_base: float, role: Role, param: ParamConfig, lr_mult: float, lr: float, width_ratio: float,
+                 depth_ratio: float) -> float:  # fmt: skip
+    """The torch-style coefficient (decay per step = lr · wd) of one tensor.
+
+    Per-step decay: the base value in width (``coupled``: lr·wd held constant, CompleteP Table 1's
+    λ·m_N for AdamW hidden; ``independent``: wd_base / width_mult, 2512.05620), times m_L^(α−1) inside
+    residual blocks, so it shrinks with depth as the update does. That is CompleteP's and 2603.00541's
+    (Tables 5/6 at α = 1, 9–12 at α = ½) depth-free AdamW coefficient (the lr carries m_L^(α−1)) and their
+    λ/r_L^α for SGD (whose lr carries m_L^(2α−1)); at α = 1 the factor is 1. ``depth_ratio`` is m_L for
+    tensors in blocks, 1 elsewhere. Gains and biases get no decay unless ``param.decay_vectors`` (as
+    CompleteP's code, nanoGPT and torchtitan: decaying a norm gain towards 0 shrinks its whole layer)."""
+    if role is Role.VECTOR and not param.decay_vectors:
+        return 0.0
+    depth = depth_ratio ** (param.depth_alpha - 1) if param.depth_alpha else 1.0
+    if param.wd_convention == "coupled":
+        return wd_base * depth / lr_mult
+    return wd_base / width_ratio * depth / lr
 
 
 def _init(name: str, role: Role, m: Multiples, param: ParamConfig, cfg: ModelConfig) -> tuple[str, float]:

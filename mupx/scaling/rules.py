@@ -13,9 +13,10 @@ Shared by all optimizers (TP-V Table 8 form; CompleteP Table 1):
   init std   input σ · 1, hidden σ · fan_in^-1/2, output σ · 1 (or zero), vectors: gains 1, biases 0
   forward    output logits × output_mult · fan_in^-1; embeddings × embed_mult; residual m_L^-alpha;
              attention √d_head,0 / d_head (= 1/√d_head at a fixed head_dim)
-Weight decay (not in the table): ``coupled`` (default) keeps the per-step decay lr·wd of every tensor
-at its base value, wd × 1/lr_mult (2603.00541 Eq. ∆2, CompleteP's λ·m_N for AdamW hidden);
-``independent`` applies decay λ/width_mult per step, untied from the lr (2512.05620).
+Weight decay (not in the table; ``plan.weight_decay``): ``coupled`` (default) keeps the per-step decay
+lr·wd at its base value in width, wd × 1/lr_mult (2603.00541 Eq. ∆2, CompleteP's λ·m_N for AdamW hidden);
+``independent`` applies decay λ/width_mult per step, untied from the lr (2512.05620); both × m_L^(α−1)
+inside residual blocks (2603.00541 Tables 5/6, 9–12); gains and biases undecayed by default.
 """
 
 from __future__ import annotations
