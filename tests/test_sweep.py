@@ -62,6 +62,11 @@ def test_sweep_writes_runs_and_fits(finished_sweep):
     folder, _ = finished_sweep
     doc = load_sweep_json(folder / "sweep.json")
     assert len(doc["runs"]) == 2 * 2 * 3  # params x widths x lrs
+    # at the base width (32) μP and SP train identically: those 3 runs ran once and count for both
+    assert len(list(folder.glob("runs/*/result.json"))) == 9
+    at_base = {(r["param"], r["lr"]): r["run_id"] for r in doc["runs"] if r["width"] == 32}
+    assert all(at_base[("sp", lr)] == at_base[("mup", lr)] for _, lr in at_base)
+    assert all("-sp-" in r["run_id"] for r in doc["runs"] if r["param"] == "sp" and r["width"] == 64)
     assert all(r["status"] == "completed" and math.isfinite(r["loss"]) for r in doc["runs"])
     assert {p["width"] for p in doc["fits"]["mup"]["points"]} == {32, 64}
     assert set(doc["fits"]) == {"mup", "sp"}
@@ -70,6 +75,25 @@ def test_sweep_writes_runs_and_fits(finished_sweep):
         assert (run_dir / "result.json").exists() and (run_dir / "plan.tsv").exists()
         assert f"w{r['width']}" in r["run_id"]
     assert (folder / "sweep.yaml").exists() and not (folder / ".lock").exists()
+
+
+def test_a_run_in_a_warm_worker_equals_a_fresh_process(finished_sweep, tmp_path):
+    """The sweep's runs share warm worker processes; the last run a worker did must be bit-identical to
+    the same ``mupx train`` in a fresh process (nothing leaks from the runs before it)."""
+    folder, _ = finished_sweep
+    doc = load_sweep_json(folder / "sweep.json")
+    last = max((r for r in doc["runs"] if r["param"] == "sp"), key=lambda r: (r["width"], r["lr"]))
+    sets = [a for o in SWEEP_TINY for a in ("-s", o)]
+    sets += ["-s", "param=sp", "-s", f"model.width={last['width']}", "-s", "param.base_width=32",
+             "-s", f"optimizer.lr={last['lr']!r}", "-s", "train.steps=6", "-s", "param.base_depth=2"]  # fmt: skip
+    threads = str(max(1, (os.cpu_count() or 1) // 2))  # the thread budget of a slot of --jobs 2
+    fresh = subprocess.run([sys.executable, "-m", "mupx.cli", "train", "--out", str(tmp_path / "f"), "--quiet", *sets],
+                           capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": threads}, timeout=300)  # fmt: skip
+    assert fresh.returncode == 0, fresh.stderr
+    mine = json.loads((tmp_path / "f" / "result.json").read_text())
+    theirs = json.loads((folder / "runs" / last["run_id"] / "result.json").read_text())
+    assert mine["run_id"] == last["run_id"]
+    assert (mine["val_loss"], mine["final_train_loss"]) == (theirs["val_loss"], theirs["final_train_loss"])
 
 
 def test_rerun_skips_finished_runs(finished_sweep):

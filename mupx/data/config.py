@@ -29,7 +29,7 @@ class DataConfig:
     subset: str | None = None  # hub: config name
     split: str = "train"  # hub/local split to read
     streaming: bool = False  # read the rows as a stream (datasets streaming mode) instead of loading them
-    tokenizer: str | None = None  # None or "bpe": train a byte-level BPE; a tokenizer.json; a hub name (gpt2)
+    tokenizer: str | None = None  # None or "bpe": train a byte-level BPE; "bytes"; a tokenizer.json; a hub name
     max_documents: int | None = None  # keep only the first N documents (quick runs)
     cache_dir: str | None = None  # None: $MUPX_CACHE_DIR or ~/.cache/mupx
 
@@ -55,7 +55,7 @@ class DataConfig:
             raise MupxError("data.split must be a non-empty split name, e.g. train")
         if self.tokenizer == "":
             raise MupxError(
-                "data.tokenizer must be bpe, a tokenizer.json path or a hub tokenizer name, got ''"
+                "data.tokenizer must be bpe, bytes, a tokenizer.json path or a hub tokenizer name, got ''"
             )
         if self.source == "local" and not self.path:
             raise MupxError("data.path is required for data=local (a file or a folder of files)")

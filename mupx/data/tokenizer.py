@@ -37,6 +37,18 @@ def train_bpe(batches: Iterable[list[str]], vocab_size: int, n_docs: int | None 
     return tok
 
 
+def byte_tokenizer() -> Tokenizer:
+    """Bytes as tokens: the 256 byte symbols of byte-level BPE with no merges, plus ``<|endoftext|>``
+    (vocab 257). Nothing is trained, so the token ids are the same for every corpus; with a vocabulary
+    this small the embedding and readout stay a small share of a proxy's parameters even at width 32."""
+    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
+    tok = Tokenizer(models.BPE(vocab={c: i for i, c in enumerate(alphabet)}, merges=[]))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.add_special_tokens([EOT])
+    return tok
+
+
 @dataclass(frozen=True)
 class TokenizerChoice:
     """What ``data.tokenizer`` names, resolved before the cache lookup."""
@@ -52,10 +64,13 @@ class TokenizerChoice:
 
 
 def resolve_tokenizer(spec: str | None) -> TokenizerChoice:
-    """``data.tokenizer``: null or ``bpe`` trains a byte-level BPE; a value ending in ``.json`` or naming an
-    existing path is a tokenizer.json file; anything else is a hub tokenizer name such as ``gpt2``."""
+    """``data.tokenizer``: null or ``bpe`` trains a byte-level BPE; ``bytes`` is :func:`byte_tokenizer`; a
+    value ending in ``.json`` or naming an existing path is a tokenizer.json file; anything else is a hub
+    tokenizer name such as ``gpt2``."""
     if spec is None or spec == "bpe":
         return TokenizerChoice("bpe", None, None)
+    if spec == "bytes":
+        return TokenizerChoice("bytes", byte_tokenizer().to_str().encode("utf-8"), None)
     path = Path(spec).expanduser()
     if spec.endswith(".json") or path.exists():
         load_tokenizer(path)  # fail early, naming the path, if it is missing or broken

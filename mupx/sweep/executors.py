@@ -1,19 +1,24 @@
-"""Where sweep runs execute. Each run is ``mupx train`` in its own process (a crash or OOM ends that run,
-not the sweep).
+"""Where sweep runs execute. Each run is ``mupx train`` outside the sweep's process (a crash or OOM ends
+that run, not the sweep).
 
-- ``LocalExecutor``: N concurrent processes on this machine. With GPUs, each run is pinned with
-  ``CUDA_VISIBLE_DEVICES`` (``runs_per_gpu`` small runs may share one GPU; a run needing
-  ``gpus_per_run`` > 1 GPUs is started with ``torchrun``). On CPU, each run gets a thread budget
-  (cores / jobs) through ``OMP_NUM_THREADS``.
+- ``LocalExecutor``: N concurrent run slots on this machine, each a warm worker process
+  (:mod:`mupx.sweep.worker`) that runs its slot's runs one after another through the same ``mupx train``
+  code, started once; a worker that dies takes only its current run with it and is replaced. With GPUs,
+  each slot is pinned with ``CUDA_VISIBLE_DEVICES`` (``runs_per_gpu`` small runs may share one GPU); a
+  run needing ``gpus_per_run`` > 1 GPUs is a fresh ``torchrun`` process per run. On CPU, each slot gets
+  a thread budget (cores / jobs) through ``OMP_NUM_THREADS``.
 - ``SlurmExecutor`` (slurm.py): the same command as a SLURM job array through submitit.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import queue
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -36,11 +41,17 @@ class Task:
     log: Path
 
 
-def train_command(task: Task, device: str, gpus_per_run: int = 1) -> list[str]:
+def train_args(task: Task, device: str) -> list[str]:
+    """The ``mupx train`` arguments of one run (``--resume`` when it left a checkpoint)."""
     args = ["train", "--out", str(task.run_dir), "--quiet", "--device", device]
     if checkpoint.has_checkpoint(task.run_dir):
         args.append("--resume")
-    args += [a for o in task.overrides for a in ("-s", o)]
+    return args + [a for o in task.overrides for a in ("-s", o)]
+
+
+def train_command(task: Task, device: str, gpus_per_run: int = 1) -> list[str]:
+    """The run as a command line of its own process (torchrun for several GPUs)."""
+    args = train_args(task, device)
     if gpus_per_run > 1:
         return torchrun_command(gpus_per_run, args)
     return [sys.executable, "-m", "mupx.cli", *args]
@@ -105,41 +116,119 @@ class LocalExecutor:
         return slots[: self.jobs] if self.jobs < len(slots) else slots
 
     def run(self, tasks: list[Task], on_done: Callable[[Task, dict], None]) -> None:
-        queue, free = deque(tasks), deque(self.slots())
-        active: list[tuple[subprocess.Popen, Task, dict, object]] = []
+        todo, free = deque(tasks), deque(self.slots())
+        active: list[tuple[RunProcess, Task, dict]] = []
         try:
-            while queue or active:
-                while queue and free:
-                    task, slot = queue.popleft(), free.popleft()
+            while todo or active:
+                while todo and free:
+                    task, slot = todo.popleft(), free.popleft()
                     prepare_rundir(task)
-                    log = open(task.log, "w")
-                    env = {**os.environ, **slot["env"]}
-                    proc = subprocess.Popen(
-                        train_command(task, slot["device"], self.gpus_per_run),
-                        stdout=log,
-                        stderr=subprocess.STDOUT,
-                        env=env,
-                    )
-                    active.append((proc, task, slot, log))
-                time.sleep(0.1)
+                    if self.gpus_per_run > 1:
+                        proc = FreshProcess(train_command(task, slot["device"], self.gpus_per_run), slot["env"])
+                    else:
+                        if slot.get("worker") is None or not slot["worker"].alive():
+                            slot["worker"] = WarmWorker(slot["env"])
+                        proc = slot["worker"]
+                    proc.start(train_args(task, slot["device"]), task.log)
+                    active.append((proc, task, slot))
+                time.sleep(0.05)
                 for entry in list(active):
-                    proc, task, slot, log = entry
-                    if proc.poll() is None:
+                    proc, task, slot = entry
+                    code = proc.returncode()
+                    if code is None:
                         continue
-                    log.close()
                     active.remove(entry)
                     free.append(slot)
-                    result = read_result(task.run_dir) or finish_unresulted(task, proc.returncode)
+                    result = read_result(task.run_dir) or finish_unresulted(task, code)
                     on_done(task, result)
         finally:
             for proc, *_ in active:
-                proc.terminate()
-            for proc, _, _, log in active:
-                try:
-                    proc.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                log.close()
+                proc.terminate()  # the run checkpoints and records itself as interrupted
+            for slot in [*free, *(s for *_, s in active)]:
+                if slot.get("worker") is not None:
+                    slot["worker"].close()
+            for proc, *_ in active:
+                proc.close()
+
+
+class FreshProcess:
+    """One run in a process of its own (torchrun runs)."""
+
+    def __init__(self, command: list[str], env: dict):
+        self.command, self.env = command, env
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, args: list[str], log: Path) -> None:
+        with open(log, "w") as f:
+            self.proc = subprocess.Popen(self.command, stdout=f, stderr=subprocess.STDOUT, env={**os.environ, **self.env})
+
+    def returncode(self) -> int | None:
+        return self.proc.poll()
+
+    def terminate(self) -> None:
+        self.proc.terminate()
+
+    def close(self) -> None:
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+class WarmWorker:
+    """A :mod:`mupx.sweep.worker` process that runs one slot's runs one after another."""
+
+    def __init__(self, env: dict):
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "mupx.sweep.worker"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            env={**os.environ, **env}, text=True,
+        )  # fmt: skip
+        self.replies: queue.SimpleQueue = queue.SimpleQueue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            self.replies.put(json.loads(line)["code"])
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def start(self, args: list[str], log: Path) -> None:
+        self.proc.stdin.write(json.dumps({"argv": args, "log": str(log)}) + "\n")
+        self.proc.stdin.flush()
+
+    def returncode(self) -> int | None:
+        """The current run's exit status once it ended (the worker's own when it died during the run)."""
+        try:
+            return self.replies.get_nowait()
+        except queue.Empty:
+            pass
+        if self.proc.poll() is None:
+            return None
+        try:  # a reply written just before the worker ended
+            return self.replies.get(timeout=1)
+        except queue.Empty:
+            return self.proc.returncode or 1
+
+    def terminate(self) -> None:
+        if self.alive():
+            self.proc.terminate()
+
+    def close(self) -> None:
+        """End of input: the worker exits after its current run (killed if it does not within 10 s)."""
+        if self.proc.stdin and not self.proc.stdin.closed:
+            try:
+                self.proc.stdin.close()
+            except OSError:  # it is gone already
+                pass
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+RunProcess = FreshProcess | WarmWorker
 
 
 def visible_gpus() -> list[str]:

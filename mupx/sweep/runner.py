@@ -8,6 +8,7 @@ optimum is bracketed and resolved to half an octave.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 from collections import defaultdict
 from collections.abc import Callable
@@ -26,19 +27,28 @@ from .lock import SweepLock
 from .store import FINISHED, read_result, read_spec, record, spec_path, write_spec, write_sweep_json
 
 
-def check_plan(cfg) -> None:
+def check_plan(cfg):
     """Build the series' μP plan once, so a shape the plan refuses (a base width that is not a multiple of
     the head dim, ...) is a one-line error before anything runs, not a failure of every run."""
-    build_plan(cfg.model, cfg.param, cfg.optimizer, cfg.options, cfg.data.vocab_size, cfg.train.seq_len)
+    return build_plan(cfg.model, cfg.param, cfg.optimizer, cfg.options, cfg.data.vocab_size, cfg.train.seq_len)
+
+
+def same_training(a, b) -> bool:
+    """Whether two plans train identically: the same tensors, init, per-group settings and forward
+    multipliers (μP and SP at the base shape, where every μP multiplier is 1)."""
+    fields = ("name", "shape", "update", "init", "init_std", "fwd_mult")
+    rows = [[(tuple(getattr(r, f) for f in fields), r.group_settings()) for r in p.rows] for p in (a, b)]
+    return rows[0] == rows[1] and a.multipliers == b.multipliers
 
 
 class Sweep:
     def __init__(self, spec: SweepSpec, folder: Path, command: list[str]):
         self.spec, self.folder, self.command = spec, Path(folder), command
-        self.tasks: dict[str, Task] = {}
+        self.tasks: dict[tuple[str, str], Task] = {}  # by (param, run id): a run may serve two params
         self.results: dict[str, dict | None] = {}
         self._made: dict[tuple, Task] = {}
         self._composed: dict[tuple, dict] = {}
+        self._plans: dict[tuple, object] = {}
 
     # --- the grid ----------------------------------------------------------------------------------
     def task(self, series: tuple, lr: float, seed: int) -> Task:
@@ -49,10 +59,14 @@ class Sweep:
 
     def _make_task(self, series: tuple, lr: float, seed: int) -> Task:
         param, width, depth, combo = series
+        twin = self._twin(series)
+        if twin is not None:  # the same runs as the twin series: run once, recorded under both params
+            task = self.task(twin, lr, seed)
+            return dataclasses.replace(task, axes={**task.axes, "param": param})
         overrides = self.spec.overrides_for(param, width, depth, combo, lr, seed)
         if series not in self._composed:  # one Hydra compose per series; lr and seed are set directly
             self._composed[series] = to_dict(compose(overrides))
-            check_plan(from_resolved(self._composed[series]))
+            self._plans[series] = check_plan(from_resolved(self._composed[series]))
         resolved = copy.deepcopy(self._composed[series])
         wandb = resolved["tracking"]["wandb"]
         if wandb["mode"] != "disabled" and wandb["group"] is None:  # a sweep's wandb runs: grouped by its name
@@ -64,6 +78,20 @@ class Sweep:
         axes = {"param": param, "width": width, "depth": depth, "lr": lr, "seed": seed, "hp": dict(combo)}
         self._check_folder(run_dir, cfg.resolved)
         return Task(cfg.run_id, overrides, axes, run_dir, self.folder / "logs" / f"{cfg.run_id}.log")
+
+    def _twin(self, series: tuple) -> tuple | None:
+        """For an SP series whose plan equals the μP series' at the same shape (the base shape), that μP
+        series; else None."""
+        param, *rest = series
+        if param != "sp" or "mup" not in self.spec.params:
+            return None
+        twin = ("mup", *rest)
+        for s in (series, twin):
+            if s not in self._plans:
+                overrides = self.spec.overrides_for(*s, self.spec.lrs[0] if self.spec.lrs else 1e-3, 0)
+                self._composed[s] = to_dict(compose(overrides))
+                self._plans[s] = check_plan(from_resolved(self._composed[s]))
+        return twin if same_training(self._plans[series], self._plans[twin]) else None
 
     def _check_folder(self, run_dir: Path, resolved: dict) -> None:
         """A run folder holding a different config is refused, never mixed into the results."""
@@ -128,7 +156,7 @@ class Sweep:
                 for seed in self.spec.seeds:
                     tasks.append(self.task(series, lr, seed))
         for t in tasks:
-            self.tasks[t.run_id] = t
+            self.tasks[(t.axes["param"], t.run_id)] = t
         return tasks
 
     # --- running -----------------------------------------------------------------------------------
@@ -155,9 +183,10 @@ class Sweep:
             write_spec(self.folder, self.spec)
             while True:
                 tasks = self.all_tasks()
-                todo = [t for t in tasks if (read_result(t.run_dir) or {}).get("status") not in FINISHED]
+                unique = list({t.run_id: t for t in tasks}.values())  # a twin series' runs are run once
+                todo = [t for t in unique if (read_result(t.run_dir) or {}).get("status") not in FINISHED]
                 if progress:
-                    progress("round", {"total": len(tasks), "todo": len(todo), "records": self.records()})
+                    progress("round", {"total": len(unique), "todo": len(todo), "records": self.records()})
                 if not todo:
                     break
 
