@@ -33,7 +33,8 @@ from .distributed import Dist, any_rank, gather, init_from_env, mean, shutdown
 from .errors import MupxError
 from .io import append_jsonl, atomic_write_json, atomic_write_text, check_folder
 from .mfu import mfu, peak_flops
-from .models import Transformer
+from .models import build_model
+from .models.contract import logits_of, next_token_loss
 from .optim import build_optimizer, check_against_plan, group_settings
 from .runconfig import RunConfig, result_keys
 from .scaling.plan import Plan, apply_init, build_plan
@@ -71,7 +72,7 @@ class Trainer:
     cfg: RunConfig
     corpus: TokenCorpus
     plan: Plan
-    model: Transformer
+    model: torch.nn.Module
     engine: torch.nn.Module
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LambdaLR
@@ -99,7 +100,7 @@ class Trainer:
         corpus = load_corpus(cfg.data)
         plan = plan_for(cfg, corpus.vocab_size)
         torch.manual_seed(cfg.seed)
-        model = Transformer(cfg.model, corpus.vocab_size, t.seq_len, plan.multipliers).to(device)
+        model = build_model(cfg.model, corpus.vocab_size, t.seq_len, plan.multipliers).to(device)
         apply_init(model, plan, torch.Generator().manual_seed(cfg.seed))
         optimizer = build_optimizer(model, plan, cfg.optimizer, cfg.options)
         scheduler = attach(optimizer, Schedule(t.schedule, t.steps, t.warmup, t.final_lr_frac, t.decay))
@@ -133,7 +134,7 @@ class Trainer:
         """Loss of one micro-batch and its backward (DDP all-reduces only when ``sync``)."""
         with self.gradient_sync(sync):
             with self.autocast():
-                loss = self.engine(x, y)
+                loss = next_token_loss(self.engine(x), y)
             (loss * scale).backward()
         return loss.detach()
 
@@ -150,7 +151,7 @@ class Trainer:
             generator = torch.Generator(device=self.device).manual_seed(seed)
             with self.gradient_sync(i == accum - 1):
                 with self.autocast():
-                    logits = self.engine(x)
+                    logits = logits_of(self.engine(x))
                 flat = logits.float().view(-1, logits.shape[-1])
                 labels = torch.multinomial(flat.softmax(-1), 1, generator=generator).view(-1)
                 (torch.nn.functional.cross_entropy(flat, labels) / accum).backward()
@@ -190,7 +191,7 @@ class Trainer:
         for _ in range(t.eval_batches):
             for x, y in sampler.next_shard(self.dist.rank, self.dist.world, t.accum):
                 with self.autocast():
-                    total += self.model(x.to(self.device), y.to(self.device)).float()
+                    total += next_token_loss(self.model(x.to(self.device)), y.to(self.device))
         self.model.train()
         return mean(total / (t.eval_batches * t.accum), self.dist).item()
 
@@ -373,7 +374,7 @@ def _train(trainer: Trainer, out: Path, console, resume: bool) -> dict:
     t = cfg.train
     metrics = out / "metrics.jsonl"
     tokens_per_step = trainer.tokens_per_step
-    flops_per_token, peak = trainer.model.flops_per_token(t.seq_len), peak_flops(trainer.device, t.peak_tflops)
+    flops_per_token, peak = trainer.plan.flops_per_token(t.seq_len), peak_flops(trainer.device, t.peak_tflops)
     status, reason = "completed", ""
     start = time.perf_counter() - trainer.elapsed
     progress = _progress(console) if (t.progress and main) else None
@@ -456,7 +457,7 @@ def _write_result(out: Path, trainer: Trainer, status: str, reason: str, start: 
     wall = time.perf_counter() - start
     tail = [v for v in trainer.history[-t.smooth :] if math.isfinite(v)]
     tokens = trainer.step * trainer.tokens_per_step
-    flops_per_token = trainer.model.flops_per_token(t.seq_len)
+    flops_per_token = trainer.plan.flops_per_token(t.seq_len)
     peak = peak_flops(trainer.device, t.peak_tflops)
     result = {
         "run_id": cfg.run_id,
@@ -464,7 +465,7 @@ def _write_result(out: Path, trainer: Trainer, status: str, reason: str, start: 
         "reason": reason,
         "optimizer": cfg.optimizer,
         "param": cfg.param.name,
-        "model": cfg.model.flavour,
+        "model": cfg.model.name,
         "width": cfg.model.width,
         "depth": cfg.model.depth,
         "lr": cfg.resolved["optimizer"]["lr"],

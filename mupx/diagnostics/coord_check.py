@@ -72,10 +72,12 @@ from pathlib import Path
 from typing import Literal
 
 import torch
-import torch.nn.functional as F
+from torch.func import functional_call
 
 from ..errors import MupxError
 from ..io import atomic_write_json, check_folder
+from ..models.contract import logits_of, next_token_loss
+from ..nn import AttentionLogits
 from ..runconfig import RunConfig, load_run_config
 from ..scaling.roles import Role
 
@@ -207,30 +209,55 @@ class FixedBatch:
 
 class ActivationRecorder:
     """Forward hooks keeping the latest output of each watched module (a step may run two forwards,
-    e.g. Sophia's Hessian phase, both at the same weights)."""
+    e.g. Sophia's Hessian phase, both at the same weights). The modules are found from the plan, for any
+    model: the token embedding (the module holding the first input-role tensor), each labelled residual
+    block (from the role map) with its :class:`~mupx.nn.AttentionLogits` probe where it has one, and the
+    readout (the last module holding the output-role tensor, or the tied embedding), whose output are the
+    logits and whose call with W − W_0 (bias 0) is their part from the readout's change, c·(W_t − W_0)·z_t."""
 
-    def __init__(self, model, block_labels: dict[int, str]):
+    def __init__(self, model, plan, labels: dict[str, str]):
         self.latest: dict[str, torch.Tensor] = {}
-        self.handles = [model.tok_emb.register_forward_hook(self._save("embedding"))]
-        for i, label in block_labels.items():
-            self.handles.append(
-                model.blocks[i].attn.logits.register_forward_hook(self._save(f"attn_logits.{label}"))
+        params = dict(model.named_parameters())
+        modules = dict(model.named_modules())
+        embedding_row = next(r for r in plan.rows if r.role is Role.INPUT)
+        readout_row = next((r for r in plan.rows if r.role is Role.OUTPUT), embedding_row)
+        holders = [m for m in modules.values() if getattr(m, "weight", None) is params[readout_row.name]]
+        embedding = next(m for m in modules.values() if getattr(m, "weight", None) is params[embedding_row.name])
+        readout = holders[-1]
+        if readout is embedding:
+            raise MupxError(
+                f"the readout uses {embedding_row.name} outside a module, so the coordinate check cannot watch the "
+                "logits: compute them with a module holding the tied weight (mupx.Readout, as nanoGPT's lm_head)"
             )
-            self.handles.append(model.blocks[i].register_forward_hook(self._save(f"block.{label}")))
+        self.handles = [embedding.register_forward_hook(self._save("embedding"))]
+        for prefix, label in labels.items():
+            block = modules[prefix]
+            self.handles.append(block.register_forward_hook(self._save(f"block.{label}")))
+            probe = next((m for m in block.modules() if isinstance(m, AttentionLogits)), None)
+            if probe is not None:
+                self.handles.append(probe.register_forward_hook(self._save(f"attn_logits.{label}")))
+        readout0 = readout.weight.detach().clone()
+        inside = []
 
-        readout0 = model.readout_weight.detach().clone()
+        def logits(module, args, output):
+            if inside:  # the call below runs this hook again
+                return
+            inside.append(True)
+            try:
+                delta = {"weight": module.weight.detach() - readout0}
+                if getattr(module, "bias", None) is not None:
+                    delta["bias"] = torch.zeros_like(module.bias)
+                with torch.no_grad():
+                    self.latest["logits"] = logits_of(output).detach()
+                    self.latest["logits_dW"] = logits_of(functional_call(module, delta, args)).detach()
+            finally:
+                inside.clear()
 
-        def logits(module, args, output):  # the model's readout: F.linear(ln_f(x) · output_mult, W_out)
-            z = output.detach() * model.mult.output
-            w = model.readout_weight.detach()
-            self.latest["logits"] = F.linear(z, w)
-            self.latest["logits_dW"] = F.linear(z, w - readout0)
-
-        self.handles.append(model.ln_f.register_forward_hook(logits))
+        self.handles.append(readout.register_forward_hook(logits))
 
     def _save(self, label: str):
         def hook(module, args, output):
-            self.latest[label] = output.detach()
+            self.latest[label] = logits_of(output).detach()  # a block may return a tuple (Hugging Face)
 
         return hook
 
@@ -239,17 +266,22 @@ class ActivationRecorder:
             h.remove()
 
 
-def block_labels(depth: int, axis: str) -> dict[int, str]:
-    """Block index -> label: every block in a width sweep, ``first``/``last`` in a depth sweep."""
-    return {0: "first", depth - 1: "last"} if axis == "depth" else {i: str(i) for i in range(depth)}
+def block_labels(plan, axis: str) -> dict[str, str]:
+    """Residual block (its module name) -> label: every block by its index in a width sweep,
+    ``first``/``last`` in a depth sweep (block indices differ between depths)."""
+    blocks = sorted({b for b in (plan.roles.block_of(r.name) for r in plan.rows) if b}, key=lambda b: b[1])
+    if axis == "depth":
+        return {blocks[0][0]: "first", blocks[-1][0]: "last"}
+    return {prefix: str(i) for prefix, i in blocks}
 
 
-def tensor_label(name: str, labels: dict[int, str]) -> str | None:
-    parts = name.split(".")
-    if parts[0] != "blocks":
+def tensor_label(plan, name: str, labels: dict[str, str]) -> str | None:
+    """A tensor's name with its block index replaced by the block's label (None: an unlabelled block)."""
+    block = plan.roles.block_of(name)
+    if block is None:
         return name
-    label = labels.get(int(parts[1]))
-    return None if label is None else ".".join(["blocks", label, *parts[2:]])
+    label = labels.get(block[0])
+    return None if label is None else plan.roles.relabel(name, label)
 
 
 def _rms(t: torch.Tensor) -> float | None:
@@ -268,10 +300,10 @@ def record_run(cfg: RunConfig, axis: str) -> dict:
     trainer = Trainer.build(cfg)
     model, plan = trainer.model, trainer.plan
     trainer.sampler = FixedBatch(*trainer.sampler.next())
-    labels = block_labels(cfg.model.depth, axis)
-    names = {r.name: tensor_label(r.name, labels) for r in plan.rows}
-    depth_factor = cfg.model.depth / plan.base_depth * plan.multipliers.residual
-    recorder = ActivationRecorder(model, labels)
+    labels = block_labels(plan, axis)
+    names = {r.name: tensor_label(plan, r.name, labels) for r in plan.rows}
+    depth_factor = plan.depth / plan.base_depth * plan.multipliers.residual
+    recorder = ActivationRecorder(model, plan, labels)
     acts: dict[str, dict[str, list]] = {}
     tensors: dict[str, dict[str, list]] = {}
     init: dict[str, torch.Tensor] = {}
@@ -284,7 +316,7 @@ def record_run(cfg: RunConfig, axis: str) -> dict:
             else:  # the last point: a forward at the final weights, no update
                 with torch.no_grad(), trainer.autocast():
                     x, y = (v.to(trainer.device) for v in trainer.sampler.next())
-                    loss, spectral = model(x, y).item(), None
+                    loss, spectral = next_token_loss(model(x), y).item(), None
             losses.append(_finite(loss))
             for label, out in recorder.latest.items():
                 row = acts.setdefault(
@@ -302,7 +334,7 @@ def record_run(cfg: RunConfig, axis: str) -> dict:
                     for k, v in values.items():
                         row[k].append(_finite(v))
                     if plan.row(name).role is Role.HIDDEN:
-                        factor = depth_factor if name.startswith("blocks.") else 1.0
+                        factor = depth_factor if plan.roles.block_of(name) else 1.0
                         row.setdefault("depth_rho_dw", [None]).append(_finite(values["rho_dw"] * factor))
             if losses[-1] is None or any(r["rms"][-1] is None for r in acts.values()):
                 diverged = f"non-finite loss or activation at step {t}"
@@ -381,10 +413,13 @@ def default_out(cfg: RunConfig, axis: str) -> Path:
     return Path("runs") / "coord_check" / f"{cfg.optimizer}-{cfg.param.name}-{axis}s"
 
 
-def run_coord_check(spec: CoordCheckSpec, out: Path | None = None, console=None) -> dict:
-    """Run the check, write ``coord_check.json`` and ``coord_check.png`` into ``out``, return the result."""
+def run_coord_check(spec: CoordCheckSpec, out: Path | None = None, console=None, model_fn=None) -> dict:
+    """Run the check, write ``coord_check.json`` and ``coord_check.png`` into ``out``, return the result.
+    ``model_fn(width, depth, mult)`` builds the model instead of the config (the API's ``mupx.coord_check``)."""
     start = time.perf_counter()
     configs, overrides = compose_points(spec)
+    if model_fn is not None:
+        configs = [dataclasses.replace(c, model=dataclasses.replace(c.model, model_fn=model_fn)) for c in configs]
     cfg0 = configs[0]
     out = out or default_out(cfg0, spec.axis)
     check_folder(out, "--out")  # before anything trains

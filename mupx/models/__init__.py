@@ -1,5 +1,8 @@
-"""The decoder-only Transformer proxy (GPT-2 and Llama flavours)."""
+"""The models mupx trains: its decoder-only Transformer proxy (GPT-2 and Llama flavours) or the user's own."""
 
-from .transformer import ModelConfig, Multipliers, Transformer
+from ..nn import Multipliers
+from .build import build_model
+from .config import ModelConfig
+from .transformer import Transformer
 
-__all__ = ["ModelConfig", "Multipliers", "Transformer"]
+__all__ = ["ModelConfig", "Multipliers", "Transformer", "build_model"]

@@ -1,22 +1,23 @@
 """The μP plan: one row per parameter with its role, fans, multipliers and the resulting init std,
-learning rate, weight decay, ε and forward multiplier. Computed as data from the model config, the base
-shape and the optimizer's rules entry; printed by ``mupx rules``, saved with every run (``plan.tsv``),
-applied with ordinary param groups and init, and checked against the optimizer at step 0.
+learning rate, weight decay, ε and forward multiplier. Computed as data from names and shapes (the model's
+and its base shape's), a role map, the parameterization and the optimizer's rules entry; printed by
+``mupx rules``, saved with every run (``plan.tsv``), applied with ordinary param groups and init, and
+checked against the optimizer at step 0. The same function plans mupx's Transformer and a user's model.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 import torch
 
 from ..errors import MupxError
-from ..models import ModelConfig, Multipliers, Transformer
-from ..models.transformer import attention_scale
-from .roles import Role, fans, in_block, layer_agnostic, role_of
+from ..models import ModelConfig, build_model
+from ..nn import NEUTRAL, Multipliers, attention_scale
+from .roles import Placement, Role, RoleMap, Shapes, role_map
 from .rules import INIT_STD, OUTPUT_FORWARD, RULES, Context, Multiples, RoleRule, Tensor
 
 WD_CONVENTIONS = ("coupled", "independent")
@@ -84,6 +85,9 @@ class PlanRow:
 
 @dataclass(frozen=True)
 class Plan:
+    """The plan of one model shape. Width and depth are read from the shapes: the width is the readout's
+    fan_in (the tied embedding's fan_out), the depth the number of residual blocks."""
+
     parameterization: str
     optimizer: str
     width: int
@@ -94,6 +98,8 @@ class Plan:
     wd_convention: str
     multipliers: Multipliers
     rows: tuple[PlanRow, ...]
+    roles: RoleMap
+    options: Any = field(default=None, compare=False, repr=False)  # the optimizer's options (to build it by name)
 
     def row(self, name: str) -> PlanRow:
         for r in self.rows:
@@ -115,6 +121,7 @@ class Plan:
             "output_mult": self.multipliers.output,
             "attn_scale": self.multipliers.attn_scale,
             "residual_mult": self.multipliers.residual,
+            "roles": self.roles.name,
         }
 
     def to_json(self) -> dict:
@@ -137,16 +144,69 @@ class Plan:
             lines.append("\t".join(cells))
         return "\n".join(lines) + "\n"
 
+    # --- applying the plan to a model (the API; the trainer calls the same functions) ---------------------
 
-def model_shapes(cfg: ModelConfig, vocab_size: int, context: int) -> dict[str, tuple[int, ...]]:
-    """Parameter shapes of a model config, built on the meta device (no memory, no init)."""
-    with torch.device("meta"):
-        model = Transformer(cfg, vocab_size, context, Multipliers(1.0, 1.0, 1.0, 1.0))
+    def param_groups(self, model: torch.nn.Module) -> list[dict]:
+        """Ordinary torch param groups, one per distinct (update, lr, wd, ε, ...), each with its names."""
+        from ..optim import param_groups
+
+        return param_groups(model, self)
+
+    def apply_init(self, model: torch.nn.Module, seed: int = 0) -> None:
+        """Draw every parameter as its row says (from a CPU generator seeded with ``seed``)."""
+        apply_init(model, self, torch.Generator().manual_seed(seed))
+
+    def optimizer_for(self, model: torch.nn.Module, cls: type | None = None, **kwargs) -> torch.optim.Optimizer:
+        """The optimizer for ``model``, checked against the plan before it is returned (μP never silently off).
+
+        Without ``cls``: mupx's own optimizer of this plan, built by name with the plan's options. With a
+        torch optimizer class (``torch.optim.AdamW``, ...): ``cls(plan.param_groups(model), **kwargs)``, for
+        plans with one update rule (Adam-like or SGD-like); hybrids such as Muon need mupx's optimizer."""
+        from ..optim import build_optimizer
+
+        if cls is None:
+            opt = build_optimizer(model, self, self.optimizer, self.options)
+        else:
+            updates = sorted({r.update for r in self.rows})
+            if len(updates) > 1:
+                raise MupxError(
+                    f"the {self.optimizer} plan runs {len(updates)} updates ({', '.join(updates)}): one torch "
+                    "optimizer class cannot run them; use plan.optimizer_for(model) without a class"
+                )
+            opt = cls(self.param_groups(model), **kwargs)
+        self.check(opt, model)
+        return opt
+
+    def check(self, optimizer: torch.optim.Optimizer, model: torch.nn.Module, lr_factor: float = 1.0) -> None:
+        """Raise unless every parameter sits in one group whose lr (× the schedule's factor now), wd, ε ...
+        equal its row: the step-0 check every mupx run makes."""
+        from ..optim import check_against_plan
+
+        check_against_plan(optimizer, model, self, lr_factor)
+
+    def flops_per_token(self, seq_len: int) -> float:
+        """Training FLOPs per token: 6·N + 12·L·T·width (PaLM App. B), N the matmul parameters: hidden
+        matrices and the readout (a tied embedding counts once, as the readout), not the embedding lookups."""
+        matmul = [r for r in self.rows if r.role in (Role.HIDDEN, Role.OUTPUT)]
+        if not any(r.role is Role.OUTPUT for r in self.rows):
+            matmul += [r for r in self.rows if r.role is Role.INPUT][:1]
+        n = sum(math.prod(r.shape) for r in matmul)
+        return 6.0 * n + 12.0 * self.depth * seq_len * self.width
+
+
+def shapes_of(model: torch.nn.Module) -> Shapes:
+    """Parameter names and shapes, as ``named_parameters`` lists them (a tied tensor once)."""
     return {n: tuple(p.shape) for n, p in model.named_parameters()}
 
 
+def model_shapes(cfg: ModelConfig, vocab_size: int, context: int) -> Shapes:
+    """Parameter shapes of a model config, built on the meta device (no memory, no init)."""
+    with torch.device("meta"):
+        return shapes_of(build_model(cfg, vocab_size, context, NEUTRAL))
+
+
 def base_config(cfg: ModelConfig, param: ParamConfig) -> ModelConfig:
-    if param.base_width % cfg.head_dim:
+    if cfg.head_dim is not None and param.base_width % cfg.head_dim:
         raise MupxError(
             f"param.base_width {param.base_width} is not a multiple of model.head_dim {cfg.head_dim} "
             f"(allowed: {cfg.head_dim}, {2 * cfg.head_dim}, ...)"
@@ -154,40 +214,68 @@ def base_config(cfg: ModelConfig, param: ParamConfig) -> ModelConfig:
     return dataclasses.replace(cfg, width=param.base_width, depth=param.base_depth)
 
 
-def forward_multipliers(cfg: ModelConfig, param: ParamConfig) -> Multipliers:
-    mup = param.name == "mup"
-    width_mult = cfg.width / param.base_width if mup else 1.0
-    depth_mult = cfg.depth / param.base_depth if mup else 1.0
-    return Multipliers(
-        embed=param.embed_mult,
-        output=param.output_mult * (OUTPUT_FORWARD(Multiples(fan_in=width_mult)) if mup else 1.0),
-        attn_scale=attention_scale(cfg.head_dim, cfg.head_dim, mup),
-        residual=depth_mult ** (-param.depth_alpha) if mup else 1.0,
-    )
-
-
 def build_plan(cfg: ModelConfig, param: ParamConfig, optimizer: str, options, vocab_size: int, context: int) -> Plan:
-    """Compute the plan for a model config under a parameterization and an optimizer's options."""
+    """The plan of a model config (mupx's Transformer or ``model._target_``) against its base shape
+    (``param.base_width``/``param.base_depth``), built on the meta device."""
+    if cfg.model_fn is None and cfg._target_ is not None and cfg.args.multipliers is None and param.name == "mup":
+        raise MupxError(
+            f"model.args.multipliers is null, so model._target_ {cfg._target_} cannot apply μP's forward multipliers "
+            "(output logits x 1/m, residual branches x m_L^-alpha): name the constructor argument that receives them"
+        )
+    shapes = model_shapes(cfg, vocab_size, context)
+    base_shapes = model_shapes(base_config(cfg, param), vocab_size, context)
+    return plan_from_shapes(
+        shapes, base_shapes, role_map(cfg.roles, shapes), param, optimizer, options,
+        head_dim=cfg.head_dim, zero_init_readout=cfg.zero_init_readout, zero_init_query=cfg.zero_init_query,
+    )  # fmt: skip
+
+
+def _shape_of(placements: dict[str, Placement], what: str) -> tuple[int, int]:
+    """(width, depth) of a model from its placements: the readout's fan_in (or the tied embedding's fan_out)
+    and the number of residual blocks."""
+    readout = next((p for p in placements.values() if p.role is Role.OUTPUT), None)
+    embedding = next((p for p in placements.values() if p.role is Role.INPUT), None)
+    if readout is None and embedding is None:
+        raise MupxError(f"the {what} has no token embedding and no readout (role input/output): mupx plans language models; name them with role rules")
+    width = readout.fan_in if readout is not None else embedding.fan_out
+    return width, len({p.block[1] for p in placements.values() if p.block is not None})
+
+
+def plan_from_shapes(shapes: Shapes, base_shapes: Shapes, roles: RoleMap, param: ParamConfig, optimizer: str, options,
+                     head_dim: int | None = None, zero_init_readout: bool = False,
+                     zero_init_query: bool = False) -> Plan:  # fmt: skip
+    """Compute the plan of a model's parameter shapes against its base model's, under a parameterization
+    and an optimizer's options. ``param``'s base_width/base_depth are not read: both shapes are at hand."""
     if optimizer not in RULES:
         raise MupxError(f"no μP rules for optimizer {optimizer!r} (have: {', '.join(RULES)})")
     rule = RULES[optimizer]
     ctx = Context(alpha=param.depth_alpha, options=options)
     mup = param.name == "mup"
-    shapes = model_shapes(cfg, vocab_size, context)
-    base_shapes = {layer_agnostic(n): s for n, s in model_shapes(base_config(cfg, param), vocab_size, context).items()}
-    depth_ratio = cfg.depth / param.base_depth if (mup and param.depth_alpha != 0) else 1.0
-    width_ratio = cfg.width / param.base_width if mup else 1.0
-    mult = forward_multipliers(cfg, param)
+    placements = {n: roles.place(n, s) for n, s in shapes.items()}
+    base_placements = {n: roles.place(n, s) for n, s in base_shapes.items()}
+    base = {roles.layer_agnostic(n): (s, base_placements[n]) for n, s in base_shapes.items()}
+    width, depth = _shape_of(placements, "model")
+    base_width, base_depth = _shape_of(base_placements, "base model")
+    if zero_init_readout and not any(p.role is Role.OUTPUT for p in placements.values()):
+        raise MupxError("zero_init_readout needs an untied readout (a tensor with the output role): this model has none")
+    depth_mult = depth / base_depth if (mup and base_depth) else 1.0  # a model without blocks has no depth
+    depth_ratio = depth_mult if param.depth_alpha != 0 else 1.0
+    width_ratio = width / base_width if mup else 1.0
+    mult = Multipliers(
+        embed=param.embed_mult,
+        output=param.output_mult * (OUTPUT_FORWARD(Multiples(fan_in=width_ratio)) if mup else 1.0),
+        attn_scale=attention_scale(head_dim, head_dim, mup) if head_dim else None,
+        residual=depth_mult ** (-param.depth_alpha),
+    )
 
     rows = []
     for name, shape in shapes.items():
-        role = role_of(name, shape)
-        fan_in, fan_out = fans(role, shape)
-        base_shape = base_shapes.get(layer_agnostic(name))
-        if base_shape is None:
+        place = placements[name]
+        role, fan_in, fan_out, block = place.role, place.fan_in, place.fan_out, place.block is not None
+        base_shape, base_place = base.get(roles.layer_agnostic(name), (None, None))
+        if base_place is None:
             raise MupxError(f"parameter {name} has no counterpart in the base model (base_width/base_depth)")
-        base_in, base_out = fans(role, base_shape)
-        block = in_block(name)
+        base_in, base_out = base_place.fan_in, base_place.fan_out
         r: RoleRule = rule(Tensor(role, fan_in, fan_out, block), ctx)
         base_r: RoleRule = rule(Tensor(role, base_in, base_out, block), ctx)
         if mup and (r.update, r.lr, r.eps, r.lr_key) != (base_r.update, base_r.lr, base_r.eps, base_r.lr_key):
@@ -213,7 +301,7 @@ def build_plan(cfg: ModelConfig, param: ParamConfig, optimizer: str, options, vo
         eps_mult = r.eps(m) if r.eps is not None else None
         eps = float(getattr(options, r.eps_key)) * eps_mult if eps_mult is not None else None
         extra = {k: float(getattr(options, k)) * mono(m) for k, mono in r.extra.items()}
-        init, std = _init(name, role, m, param, cfg)
+        init, std = _init(name, role, m, param, zero_init_readout, zero_init_query)
         fwd = {Role.INPUT: mult.embed, Role.OUTPUT: mult.output}.get(role, 1.0)
         rows.append(
             PlanRow(
@@ -224,9 +312,9 @@ def build_plan(cfg: ModelConfig, param: ParamConfig, optimizer: str, options, vo
             )
         )  # fmt: skip
     return Plan(
-        parameterization=param.name, optimizer=optimizer, width=cfg.width, depth=cfg.depth,
-        base_width=param.base_width, base_depth=param.base_depth, depth_alpha=param.depth_alpha,
-        wd_convention=param.wd_convention, multipliers=mult, rows=tuple(rows),
+        parameterization=param.name, optimizer=optimizer, width=width, depth=depth, base_width=base_width,
+        base_depth=base_depth, depth_alpha=param.depth_alpha, wd_convention=param.wd_convention, multipliers=mult,
+        rows=tuple(rows), roles=roles, options=options,
     )  # fmt: skip
 
 
@@ -254,10 +342,11 @@ def weight_decay(wd_base: float, role: Role, param: ParamConfig, lr_mult: float,
     return wd_base / width_ratio * depth / lr
 
 
-def _init(name: str, role: Role, m: Multiples, param: ParamConfig, cfg: ModelConfig) -> tuple[str, float]:
+def _init(name: str, role: Role, m: Multiples, param: ParamConfig, zero_init_readout: bool,
+          zero_init_query: bool) -> tuple[str, float]:  # fmt: skip
     if role is Role.VECTOR:
         return ("zeros", 0.0) if name.endswith("bias") else ("ones", 1.0)
-    if (role is Role.OUTPUT and cfg.zero_init_readout) or (cfg.zero_init_query and name.endswith("attn.q.weight")):
+    if (role is Role.OUTPUT and zero_init_readout) or (zero_init_query and name.endswith("attn.q.weight")):
         return "zeros", 0.0
     return "normal", param.init_std * INIT_STD[role](m)
 
@@ -267,8 +356,11 @@ def apply_init(model: torch.nn.Module, plan: Plan, generator: torch.Generator) -
     """Initialise every parameter as its plan row says, drawing from ``generator`` (a CPU generator, so
     the same seed gives the same weights on every device; never the global RNG)."""
     params = dict(model.named_parameters())
-    if set(params) != {r.name for r in plan.rows}:
-        raise RuntimeError("the plan does not match the model's parameters")
+    planned = {r.name for r in plan.rows}
+    if set(params) != planned:
+        only = sorted(set(params) - planned)[:1] or sorted(planned - set(params))[:1]
+        where = "in the model but not the plan" if set(params) - planned else "in the plan but not the model"
+        raise MupxError(f"the plan does not match the model's parameters: {only[0]} is {where}")
     for r in plan.rows:
         p = params[r.name]
         if r.init == "normal":

@@ -6,7 +6,6 @@ from rich.console import Console
 from rich.table import Table
 
 from .plan import DEFAULT_WD_CONVENTION, WD_CONVENTIONS, Plan, PlanRow
-from .roles import layer_agnostic
 
 
 def _g(x: float | None) -> str:
@@ -30,7 +29,7 @@ def folded_rows(plan: Plan, fold: bool, show_blocks: bool) -> list[tuple[str, li
         return [(r.name, _cells(r, show_blocks)) for r in plan.rows]
     groups: dict[str, list[PlanRow]] = {}
     for r in plan.rows:
-        groups.setdefault(layer_agnostic(r.name), []).append(r)
+        groups.setdefault(plan.roles.layer_agnostic(r.name), []).append(r)
     rows = []
     for key, members in groups.items():
         cells = [_cells(r, show_blocks) for r in members]
@@ -55,9 +54,10 @@ def render_plan(plan: Plan, console: Console, fold: bool = True) -> None:
         f"depth {h['depth']} (base {h['base_depth']}), depth alpha {h['depth_alpha']:g}"
     )
     console.print(f"weight decay {wd_text}{default}; also available: {others}")
+    attn = "the model's own 1/sqrt(d_head)" if m.attn_scale is None else f"{m.attn_scale:.4g}"
     console.print(
-        f"forward: embedding x{m.embed:.4g}, output logits x{m.output:.4g}, attention scale {m.attn_scale:.4g}, "
-        f"residual branches x{m.residual:.4g}"
+        f"forward: embedding x{m.embed:.4g}, output logits x{m.output:.4g}, attention scale {attn}, "
+        f"residual branches x{m.residual:.4g}; parameter roles from the {plan.roles.name} map"
     )
     show_blocks = any(r.blocks_mult != 1 for r in plan.rows)
     table = Table(show_lines=False, header_style="bold")
@@ -66,7 +66,11 @@ def render_plan(plan: Plan, console: Console, fold: bool = True) -> None:
     if show_blocks:
         columns.insert(7, "blocks x")
     for c in columns:
-        table.add_column(c, justify="left" if c in ("tensor", "role", "update", "init", "lr rule", "shape") else "right")
-    for name, cells in folded_rows(plan, fold, show_blocks):
+        table.add_column(c, justify="left" if c in ("tensor", "role", "update", "init", "lr rule", "shape") else "right",
+                         overflow="fold")  # fmt: skip
+    rows = folded_rows(plan, fold, show_blocks)
+    names = table.columns[0]  # never truncated: a tensor name stays whole on one line, the other cells fold
+    names.no_wrap, names.min_width = True, max(len(name) for name, _ in rows)
+    for name, cells in rows:
         table.add_row(name, *cells)
     console.print(table)
