@@ -235,6 +235,72 @@ def _(tmp, request, mp):
     return ["rules", "-s", "param.wd_convention=decoupled"]
 
 
+# your own model (model._target_) -------------------------------------------------------------------------
+USER_MODELS = """
+import torch
+from torch import nn
+
+
+class Tiny(nn.Module):
+    def __init__(self, width, depth, vocab_size, context, mult, extra=None):
+        super().__init__()
+        self.transformer = nn.ModuleDict(dict(wte=nn.Embedding(vocab_size, width),
+                                              h=nn.ModuleList(nn.Linear(width, width) for _ in range(depth))))
+        self.lm_head = nn.Linear(width, vocab_size, bias=False)
+        if extra is not None:
+            self.extra = nn.Parameter(torch.zeros(extra(width)))
+
+
+class WithProj(Tiny):
+    def __init__(self, width, depth, vocab_size, context, mult):
+        super().__init__(width, depth, vocab_size, context, mult, extra=lambda w: (w, w))
+
+
+class WithExperts(Tiny):
+    def __init__(self, width, depth, vocab_size, context, mult):
+        super().__init__(width, depth, vocab_size, context, mult, extra=lambda w: (2, w, 4))
+"""
+
+
+def user_model(tmp, mp, cls: str) -> list[str]:
+    """A model file in the tmp folder, importable (no __pycache__ written) under a name of its own."""
+    name = f"usermodels_{tmp.name.replace('-', '_')}"
+    (tmp / f"{name}.py").write_text(USER_MODELS)
+    mp.syspath_prepend(str(tmp))
+    mp.setattr("sys.dont_write_bytecode", True)
+    return ["-s", f"model._target_={name}.{cls}"]
+
+
+@case("rules -s model._target_=<not importable>", "model._target_ 'nosuchpkg.GPT' cannot be imported", "No module named 'nosuchpkg'")
+def _(tmp, request, mp):
+    return ["rules", "-s", "model._target_=nosuchpkg.GPT"]
+
+
+@case("sweep -s model.args.width=<not a constructor argument>", "has no constructor argument 'n_embd'", "model.args.width")
+def _(tmp, request, mp):
+    return sweep(tmp, "--widths", "32,64", *user_model(tmp, mp, "Tiny"), "-s", "model.args.width=n_embd")
+
+
+@case("rules -s model._target_=<a matrix no role rule places>", "no role rule of map nanogpt places parameter extra (128, 128)")
+def _(tmp, request, mp):
+    return ["rules", *user_model(tmp, mp, "WithProj")]
+
+
+@case("coord-check -s model._target_=<a 3-D parameter>", "parameter extra has shape (2, 64, 4)", "1-D and 2-D tensors only")
+def _(tmp, request, mp):
+    return ["coord-check", "--out", tmp / "cc", *user_model(tmp, mp, "WithExperts")]
+
+
+@case("rules -s model.args.multipliers=null under mup", "model.args.multipliers is null", "cannot apply μP's forward multipliers")
+def _(tmp, request, mp):
+    return ["rules", *user_model(tmp, mp, "Tiny"), "-s", "model.args.multipliers=null"]
+
+
+@case("rules -s model.roles.map=bert", "unknown model.roles.map 'bert' (allowed: auto, mupx, nanogpt")
+def _(tmp, request, mp):
+    return ["rules", "-s", "model.roles.map=bert"]
+
+
 # coord-check ---------------------------------------------------------------------------------------------
 def coord(tmp, *args):
     return ["coord-check", "--out", tmp / "cc", *args]
