@@ -17,7 +17,7 @@ from mupx.optim import check_against_plan, param_groups
 from mupx.optim.shampoo import ShampooOptions, build_shampoo, layout
 from mupx.scaling.plan import ParamConfig, apply_init, build_plan
 from mupx.scaling.roles import Role
-from mupx.scaling.rules import RULES, Context, Tensor
+from mupx.scaling.rules import RULES, Context, Tensor, block_count, tile_size
 
 from .helpers import plan
 
@@ -289,7 +289,7 @@ def test_yaml_keys_are_the_options_fields():
     section = OmegaConf.to_container(OmegaConf.load(YAML))
     assert section.pop("name") == "shampoo"
     assert list(section) == [f.name for f in dataclasses.fields(ShampooOptions)]
-    assert typed(ShampooOptions, section, "optimizer") == OPTS
+    assert typed(ShampooOptions, section, "optimizer") == dataclasses.replace(OPTS, block_size=1024, max_precond_dim=65536)
 
 
 @pytest.mark.parametrize(
@@ -315,10 +315,25 @@ def test_bad_options_are_one_line_errors(bad, match):
     assert "\n" not in str(e.value)
 
 
-def test_block_size_that_does_not_divide_is_rejected_by_the_plan():
-    with pytest.raises(MupxError, match="block_size 48 does not divide the dimension 128") as e:
-        plan(optimizer="shampoo", options=dataclasses.replace(OPTS, block_size=48))
-    assert "\n" not in str(e.value)
+def test_a_side_is_cut_into_equal_tiles_of_at_most_block_size():
+    """block_size 48 on sides 128 and 512: tiles of 32, the largest divisor not above 48; a side no longer
+    than the block is one tile. The optimizer's layout is the rules' count."""
+    assert [tile_size(d, 48) for d in (32, 48, 128, 512, 1280)] == [32, 48, 32, 32, 40]
+    assert tile_size(5120, 1024) == 1024 and tile_size(1280, 1024) == 640 and tile_size(512, 0) == 512
+    p = plan(optimizer="shampoo", options=dataclasses.replace(OPTS, block_size=48))
+    up = p.row("blocks.0.mlp.up.weight")  # [512, 128] at the base: 16 x 4 tiles of 32
+    assert up.blocks_mult == 1 and block_count(128, 512, 48) == 64
+    assert layout(torch.Size((512, 128)), {"max_precond_dim": 4096, "block_size": 48, "exponent_left": 0.25,
+                                           "exponent_right": 0.25})[:2] == (32, 32)  # fmt: skip
+
+
+def test_default_blocking_keeps_the_rule_at_wide_targets():
+    """The configured block_size 1024 keeps every side preconditioned at any width, so the rule keeps its
+    form from a width-128 base to a width-4096 target (the MLP's 16384 side in 16 tiles)."""
+    cfg = typed(ShampooOptions, {k: v for k, v in OmegaConf.to_container(OmegaConf.load(YAML)).items() if k != "name"}, "optimizer")
+    p = plan(width=4096, optimizer="shampoo", options=cfg)
+    up = p.row("blocks.0.mlp.up.weight")  # [16384, 4096]: 16 x 4 tiles of 1024; the base [512, 128]: one
+    assert up.blocks_mult == 64 and math.isclose(up.lr_mult, 64**-0.5)  # E = ½: (fo/fi)^½ constant
 
 
 # --- the plan's μP rows -----------------------------------------------------------------------------

@@ -219,17 +219,24 @@ def test_bad_options_are_one_line_errors(key, value):
     assert "\n" not in str(e.value)
 
 
-def test_block_size_that_does_not_divide_is_rejected_by_the_plan():
-    with pytest.raises(MupxError, match="optimizer.block_size 48 does not divide") as e:
-        plan(width=256, optimizer="soap", options=dataclasses.replace(OPTS, block_size=48))
-    assert "\n" not in str(e.value)
+def test_default_blocking_keeps_the_rule_at_wide_targets():
+    """The configured block_size 1024 keeps both sides rotated at any width (a side longer than 1024 in
+    equal tiles, tests/test_shampoo.py), so the rule keeps its form from a width-128 base to 4096."""
+    cfg = yaml.safe_load((Path(__file__).parents[1] / "configs/optimizer/soap.yaml").read_text())
+    cfg.pop("name")
+    p = plan(width=4096, optimizer="soap", options=typed(SOAPOptions, cfg, "optimizer"))
+    up = p.row("blocks.0.mlp.up.weight")  # [16384, 4096]: 16 x 4 tiles; the base [512, 128]: one
+    assert up.blocks_mult == 64 and up.lr_mult == 1  # spectral_norm: lr constant
+    assert math.isclose(up.eps_mult, 64**-0.5)  # ε ∝ √(fan_in/fan_out)·n_blk^-½ (the ratio is constant)
 
 
 def test_yaml_matches_the_options():
     cfg = yaml.safe_load((Path(__file__).parents[1] / "configs/optimizer/soap.yaml").read_text())
     assert cfg.pop("name") == "soap"
     assert list(cfg) == [f.name for f in dataclasses.fields(SOAPOptions)]
-    assert typed(SOAPOptions, cfg, "optimizer") == dataclasses.replace(OPTS, spectral_norm=True)
+    assert typed(SOAPOptions, cfg, "optimizer") == dataclasses.replace(
+        OPTS, spectral_norm=True, block_size=1024, max_precond_dim=65536
+    )
 
 
 def test_compiled_step_runs_eagerly_and_matches():

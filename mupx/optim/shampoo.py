@@ -5,8 +5,8 @@ knobs of Qiu et al. (2512.05620).
 Update, per hidden matrix G = ∇W [fan_out, fan_in] (t counts this tensor's steps):
 
   M ← β1·M + (1 − β1)·G                                   momentum on the gradient
-  per tile Gᵢ of G (the whole matrix when block_size = 0; otherwise B×B tiles along the
-  preconditioned sides):
+  per tile Gᵢ of G (the whole matrix when block_size = 0; otherwise equal tiles of at most B along
+  each preconditioned side longer than B, ``tile_size``):
       Lᵢ ← β2·Lᵢ + (1 − β2)·Gᵢ Gᵢᵀ,   Rᵢ ← β2·Rᵢ + (1 − β2)·Gᵢᵀ Gᵢ
       at t = 1, 2, ..., k, then 1 + k, 1 + 2k, ... (k = precondition_every):
           Pᵢ = (Lᵢ/(1 − β2^t) + εI)^(−e_L),   Qᵢ = (Rᵢ/(1 − β2^t) + εI)^(−e_R)
@@ -72,7 +72,7 @@ from typing import Literal
 import torch
 
 from ..errors import MupxError
-from ..scaling.rules import block_count
+from ..scaling.rules import tile_size
 from .adam_side import adamw_update
 from .builtin import check_betas, check_common
 from .spectral import sigma_max, start_vector
@@ -158,7 +158,7 @@ def layout(shape: torch.Size, group: dict) -> tuple[int, int, bool, bool]:
     fo, fi = shape
     left, right = fo <= group["max_precond_dim"], fi <= group["max_precond_dim"]
     b = group["block_size"]
-    bo, bi = (b if b and left else fo), (b if b and right else fi)
+    bo, bi = (tile_size(fo, b) if left else fo), (tile_size(fi, b) if right else fi)
     return bo, bi, left and group["exponent_left"] > 0, right and group["exponent_right"] > 0
 
 
@@ -175,9 +175,6 @@ class Shampoo(torch.optim.Optimizer):
                 for p in group["params"]:
                     if p.ndim != 2:
                         raise ValueError(f"shampoo group {i} holds a {p.ndim}-D tensor (matrices only)")
-                    fo, fi = p.shape
-                    sides = (fo <= group["max_precond_dim"], fi <= group["max_precond_dim"])
-                    block_count(fi, fo, group["block_size"], sides)  # one-line MupxError if B does not divide
             elif group.get("update") != "adamw":
                 raise ValueError(f"group {i} has update {group.get('update')!r} (allowed: shampoo, adamw)")
             missing = [k for k in needed if k not in group]

@@ -4,8 +4,9 @@ implementation, with blocking and explicit spectral normalisation as the μP kno
 (2512.05620).
 
 Update, per hidden matrix G = ∇W [fan_out, fan_in], per tile Gᵢ (the whole matrix when block_size = 0;
-otherwise B×B tiles, cut only along the sides ≤ ``max_precond_dim``, exactly as the rules' ``_sides``
-and ``block_count`` count them); k counts this tensor's Adam steps:
+otherwise equal tiles of at most B along each side longer than B (``tile_size``), cut only along the
+sides ≤ ``max_precond_dim``, exactly as the rules' ``_sides`` and ``block_count`` count them); k counts
+this tensor's Adam steps:
 
   first call (k = 0), no parameter change:
       Lᵢ = (1 − β_s)·Gᵢ Gᵢᵀ,  Rᵢ = (1 − β_s)·Gᵢᵀ Gᵢ,  Q_L, Q_R = eigenvectors (eigh, descending)
@@ -82,7 +83,7 @@ from dataclasses import dataclass
 import torch
 
 from ..errors import MupxError
-from ..scaling.rules import block_count
+from ..scaling.rules import tile_size
 from .adam_side import adamw_update
 from .builtin import check_betas, check_common
 from .spectral import sigma_max, start_vector
@@ -151,7 +152,7 @@ def layout(shape: torch.Size, group: dict) -> tuple[int, int, bool, bool]:
     fo, fi = shape
     left, right = fo <= group["max_precond_dim"], fi <= group["max_precond_dim"]
     b = group["block_size"]
-    return (b if b and left else fo), (b if b and right else fi), left, right
+    return (tile_size(fo, b) if left else fo), (tile_size(fi, b) if right else fi), left, right
 
 
 def eigenbasis(factor: torch.Tensor) -> torch.Tensor:
@@ -200,9 +201,6 @@ class SOAP(torch.optim.Optimizer):
                 for p in group["params"]:
                     if p.ndim != 2:
                         raise ValueError(f"soap group {i} holds a {p.ndim}-D tensor (hidden matrices only)")
-                    fo, fi = p.shape
-                    sides = (fo <= group["max_precond_dim"], fi <= group["max_precond_dim"])
-                    block_count(fi, fo, group["block_size"], sides)  # one-line MupxError if B does not divide
             elif group.get("update") != "adamw":
                 raise ValueError(f"group {i} has update {group.get('update')!r} (SOAP handles soap, adamw)")
             missing = [k for k in ("lr", "weight_decay", "eps") if k not in group]

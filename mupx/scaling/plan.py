@@ -280,9 +280,10 @@ def plan_from_shapes(shapes: Shapes, base_shapes: Shapes, roles: RoleMap, param:
         base_r: RoleRule = rule(Tensor(role, base_in, base_out, block), ctx)
         if mup and (r.update, r.lr, r.eps, r.lr_key) != (base_r.update, base_r.lr, base_r.eps, base_r.lr_key):
             raise MupxError(
-                f"{name}: the {optimizer} rule changes form between the base shape and the target "
-                f"(lr {base_r.lr} -> {r.lr}), e.g. a side crosses optimizer.max_precond_dim; "
-                "multipliers would compare different updates: raise max_precond_dim or move the base shape"
+                f"{name}: the {optimizer} rule changes form between the base shape {'x'.join(map(str, base_shape))} "
+                f"({base_r.form()}) and the target {'x'.join(map(str, shape))} ({r.form()}), e.g. a side crosses "
+                "optimizer.max_precond_dim; multipliers would compare different updates: raise max_precond_dim "
+                "or move the base shape"
             )
         m = (
             Multiples(

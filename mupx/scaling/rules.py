@@ -21,12 +21,10 @@ inside residual blocks (2603.00541 Tables 5/6, 9–12); gains and biases undecay
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import MupxError
 from .roles import Role
 
 
@@ -88,6 +86,11 @@ class RoleRule:
     eps_key: str = "eps"
     extra: dict[str, Mono] = field(default_factory=dict)
     n_blocks: int = 1
+
+    def form(self) -> str:
+        """The rule's form as compared between base and target: 'update shampoo, lr ∝ ..., eps ∝ ...'."""
+        eps = f"{self.eps_key} ∝ {self.eps}" if self.eps is not None else "no ε"
+        return f"update {self.update}, {self.lr_key} ∝ {self.lr}, {eps}"
 
 
 @dataclass(frozen=True)
@@ -281,12 +284,16 @@ RULES: dict[str, Rule] = {
 }
 
 
+def tile_size(dim: int, block_size: int) -> int:
+    """The tile length along a side of length ``dim``: the whole side when ``block_size`` is 0 or at least
+    ``dim``, else the largest divisor of ``dim`` not above ``block_size`` (equal tiles, so every tile is
+    preconditioned alike and the rules' n_blk^−E and ε/n_blk hold; 1280 with 1024 gives 640)."""
+    if block_size <= 0 or dim <= block_size:
+        return dim
+    return next(b for b in range(block_size, 0, -1) if dim % b == 0)
+
+
 def block_count(fan_in: int, fan_out: int, block_size: int, sides: tuple[bool, bool] = (True, True)) -> int:
-    """Number of preconditioner blocks of a [fan_out, fan_in] matrix cut into block_size tiles."""
-    if block_size <= 0:
-        return 1
-    for dim in (fan_in, fan_out):
-        if dim % block_size:
-            raise MupxError(f"optimizer.block_size {block_size} does not divide the dimension {dim} (allowed: divisors of every hidden matrix dimension)")
+    """Number of preconditioner tiles of a [fan_out, fan_in] matrix (cut only along preconditioned sides)."""
     left, right = sides
-    return (math.ceil(fan_out / block_size) if left else 1) * (math.ceil(fan_in / block_size) if right else 1)
+    return (fan_out // tile_size(fan_out, block_size) if left else 1) * (fan_in // tile_size(fan_in, block_size) if right else 1)
