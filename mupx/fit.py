@@ -410,6 +410,15 @@ def _recommend(points: list[dict]) -> dict | None:
     t = t975(df[0]) if cov is not None else None
     half = t * math.sqrt(float(cov[0, 0])) if t is not None else None
     interval = [m - half, m + half] if half is not None else None
+    # Only edge optima: each is a bound (lr* ≥ the top of the grid, or ≤ its bottom), so μP's constant lr*
+    # is at least the largest lower bound and at most the smallest upper bound; no mean, no interval.
+    lower = [p["lr_star"] for p in use if p["at_edge"] and p["edge"] == "high"]
+    upper = [p["lr_star"] for p in use if p["at_edge"] and p["edge"] == "low"]
+    bound, lr = None, 2.0**m
+    if all(p["at_edge"] for p in use) and (lower or upper):
+        bound = {"lower": max(lower) if lower else None, "upper": min(upper) if upper else None}
+        lr, interval = bound["lower"] or bound["upper"], None
+        m = math.log2(lr)
     # the drift plane for extrapolation, along the axes that vary (dropping depth, then width, if singular)
     u = {"width": np.log2([p["width"] for p in use]), "depth": np.log2([p["depth"] for p in use])}
     axes = [a for a in ("width", "depth") if len(set(u[a])) >= 2]
@@ -421,7 +430,7 @@ def _recommend(points: list[dict]) -> dict | None:
     plane = _wls(X, y, se, dfs)[0] if axes else np.array([m])
     slope = {a: float(v) for a, v in zip(axes, plane[1:], strict=True)}
     return {
-        "lr": 2.0**m, "log2_lr": m, "interval": interval, "weighted": weighted, "hp": dict(hp),
+        "lr": lr, "log2_lr": m, "interval": interval, "bound": bound, "weighted": weighted, "hp": dict(hp),
         "n_points": len(use), "at_edge": [{"width": p["width"], "depth": p["depth"]} for p in at_hp if p["at_edge"]],
         "hp_losses": [{"hp": p["hp"], "best_loss": p["best_loss"], "width": w, "depth": d} for p in top],
         "predict": {"intercept": float(plane[0]), "slope_width": slope.get("width", 0.0), "slope_depth": slope.get("depth", 0.0)},
