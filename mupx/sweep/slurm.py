@@ -67,11 +67,13 @@ from submitit.slurm.slurm import _get_default_parameters, _make_sbatch_string
 
 from ..errors import MupxError, choose
 from ..io import atomic_write_json
+from ..train import StopRequest
 from .executors import Task, finish_unresulted, prepare_rundir, train_command
 from .store import FINISHED, read_result
 
 NEEDED_COMMANDS = ("sbatch", "srun", "sacct")  # submit, start the job step, read job states
 STOP_WAIT_S = 60.0  # how long a run may take to checkpoint after SIGTERM, and a stopped job waits for the requeue
+STOP_POLL_S = 0.1  # how often the wait loop looks at the stop flag (Ctrl-C, SIGTERM)
 
 
 def _ignore_usr2() -> None:
@@ -236,27 +238,36 @@ class SlurmExecutor:
         executor = submitit.SlurmExecutor(folder=self.submitit_folder, max_num_timeout=self.max_timeouts)
         executor.update_parameters(**self.parameters())
         pending: list[tuple[submitit.Job, Task]] = []
-        try:
-            for start in range(0, len(tasks), self.max_array_size):
-                chunk = tasks[start : start + self.max_array_size]
-                try:
-                    jobs = executor.submit_array(
-                        [SlurmRun(_absolute(t), self.device, self.gpus_per_run) for t in chunk]
-                    )
-                except FailedJobError as e:  # sbatch refused (bad partition, account, limits...)
-                    raise MupxError(f"sbatch failed: {_error_line(e)}") from None
-                pending += zip(jobs, chunk, strict=True)
-            self._wait(pending, on_done)
-        finally:
-            if pending:  # interrupted: the jobs of this sweep end with it
-                subprocess.call(["scancel", *(job.job_id for job, _ in pending)], stdout=subprocess.DEVNULL)
+        # Ctrl-C (SIGINT) and SIGTERM only set a flag, which the loops below check: the KeyboardInterrupt is
+        # raised here, never inside submitit's or subprocess's code, where it could be caught and lost
+        # (the sweep then ran on and exited 0).
+        with StopRequest() as stop:
+            try:
+                for start in range(0, len(tasks), self.max_array_size):
+                    chunk = tasks[start : start + self.max_array_size]
+                    try:
+                        jobs = executor.submit_array(
+                            [SlurmRun(_absolute(t), self.device, self.gpus_per_run) for t in chunk]
+                        )
+                    except FailedJobError as e:  # sbatch refused (bad partition, account, limits...)
+                        raise MupxError(f"sbatch failed: {_error_line(e)}") from None
+                    pending += zip(jobs, chunk, strict=True)
+                    _raise_if_stopped(stop)
+                self._wait(pending, on_done, stop)
+            finally:
+                if pending:  # interrupted: the jobs of this sweep end with it
+                    subprocess.call(["scancel", *(job.job_id for job, _ in pending)], stdout=subprocess.DEVNULL)
 
-    def _wait(self, pending: list, on_done: Callable[[Task, dict], None]) -> None:
-        """Poll until every job ended, calling ``on_done`` as each does. Removes ended jobs from ``pending``."""
+    def _wait(self, pending: list, on_done: Callable[[Task, dict], None], stop: StopRequest) -> None:
+        """Poll until every job ended, calling ``on_done`` as each does. Removes ended jobs from ``pending``;
+        raises KeyboardInterrupt once ``stop`` saw a signal."""
         ended_at: dict[str, float] = {}
         last_sacct = time.monotonic()
         while pending:
-            time.sleep(self.poll_s)
+            deadline = time.monotonic() + self.poll_s
+            while time.monotonic() < deadline and stop.signal is None:
+                time.sleep(min(STOP_POLL_S, self.poll_s))
+            _raise_if_stopped(stop)
             force = time.monotonic() - last_sacct >= self.sacct_every_s
             if force:
                 last_sacct = time.monotonic()
@@ -286,6 +297,11 @@ class SlurmExecutor:
             task,
             f"slurm job {job.job_id} ended {job.state} without a result; see logs/{task.log.name} and slurm/{job.job_id}/",
         )
+
+
+def _raise_if_stopped(stop: StopRequest) -> None:
+    if stop.signal is not None:
+        raise KeyboardInterrupt(stop.signal)
 
 
 def _absolute(task: Task) -> Task:
