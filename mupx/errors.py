@@ -13,3 +13,10 @@ class MupxError(Exception):
 def choose(kind: str, value: object, allowed) -> MupxError:
     """The standard 'unknown X' error: names the value and lists the allowed ones."""
     return MupxError(f"unknown {kind} {value!r} (allowed: {', '.join(str(a) for a in allowed)})")
+
+
+class MupxFailure(MupxError):
+    """What the user asked for ran but gave nothing to use (every run of a sweep diverged): one line,
+    exit code 1, as a failing check."""
+
+    exit_code = 1

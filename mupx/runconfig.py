@@ -33,6 +33,7 @@ class TrainConfig:
     spectral_every: int
     checkpoint_every: int
     keep_checkpoints: int
+    save_final: bool  # checkpoint the last step (train, transfer); sweeps skip it to save disk
     compile: bool
     dtype: Literal["auto", "float32", "bfloat16"]
     progress: bool
@@ -83,9 +84,10 @@ class RunConfig:
 
 def result_keys(resolved: dict) -> dict:
     """A composed config without what may differ between sessions of one run without changing its result
-    (the device, tracking, the progress bar, the MFU peak): what run ids hash and a resumed run must match."""
+    (the device, tracking, the progress bar, the MFU peak, whether the final weights are kept): what run
+    ids hash and a resumed run must match."""
     keyed = {k: v for k, v in resolved.items() if k not in ("device", "tracking")}
-    keyed["train"] = {k: v for k, v in keyed["train"].items() if k not in ("progress", "peak_tflops")}
+    keyed["train"] = {k: v for k, v in keyed["train"].items() if k not in ("progress", "peak_tflops", "save_final")}
     return keyed
 
 

@@ -27,6 +27,7 @@ from omegaconf import OmegaConf
 from torch.nn.parallel import DistributedDataParallel
 
 from . import checkpoint
+from .config import config_diff
 from .data import BatchSampler, TokenCorpus, load_corpus
 from .data.sampler import derived_seed
 from .distributed import Dist, any_rank, gather, init_from_env, mean, shutdown
@@ -251,14 +252,25 @@ def prepare_out(out: Path, resume: bool) -> None:
     (``resume`` continues the run in ``out`` instead)."""
     check_folder(out, "--out")
     if resume:
+        saved_config(out)
         return
     if out.is_dir() and any(out.iterdir()):
-        what = (
-            "a finished run (result.json)"
-            if (out / "result.json").exists()
-            else "an unfinished run (use --resume)"
-        )
+        if (out / "result.json").exists():
+            what = "a finished run (result.json)"
+        elif (out / "config.yaml").exists():
+            what = "an unfinished run (use --resume)"
+        else:
+            what = "files that are not a run (no config.yaml)"
         raise MupxError(f"run folder {out} already holds {what}; choose another --out or remove it")
+
+
+def saved_config(out: Path) -> Path:
+    """The config.yaml of the run in ``out`` that --resume continues; a one-line error when there is none."""
+    if not out.exists():
+        raise MupxError(f"--resume: no run folder at {out} (give the --out of the run to continue)")
+    if not (out / "config.yaml").is_file():
+        raise MupxError(f"--resume: {out} holds no run (no config.yaml); give the --out of the run to continue")
+    return out / "config.yaml"
 
 
 def check_resumable(out: Path, cfg: RunConfig) -> None:
@@ -267,18 +279,29 @@ def check_resumable(out: Path, cfg: RunConfig) -> None:
         raise MupxError(
             f"run folder {out} already holds a finished run ({result['status']}); nothing to resume"
         )
-    saved = out / "config.yaml"
-    if saved.exists():
-        try:
-            differs = result_keys(OmegaConf.to_container(OmegaConf.load(saved), resolve=True)) != result_keys(cfg.resolved)
-        except Exception as e:  # YAML/OmegaConf errors on a torn file, or a config without its sections
-            raise MupxError(
-                f"run folder {out} holds an unreadable config.yaml ({type(e).__name__}); remove the folder to start over"
-            ) from None
+    if (out / "config.yaml").exists():
+        differs = config_diff(result_keys(load_saved(out)), result_keys(cfg.resolved))
         if differs:
             raise MupxError(
-                f"run folder {out} holds a run with a different config; refusing to resume it with this one"
+                f"run folder {out} holds a run with a different config; refusing to resume it with this one "
+                f"(saved -> given: {'; '.join(differs[:5])}{'; ...' if len(differs) > 5 else ''})"
             )
+
+
+def load_saved(out: Path) -> dict:
+    """The composed config saved in the run folder ``out`` (what --resume continues with)."""
+    try:
+        saved = OmegaConf.to_container(OmegaConf.load(saved_config(out)), resolve=True)
+        result_keys(saved)
+        if not all(isinstance(saved.get(k), dict) for k in ("model", "optimizer", "param", "data", "train")):
+            raise KeyError("a section")
+    except MupxError:
+        raise
+    except Exception as e:  # YAML/OmegaConf errors on a torn file, or a config without its sections
+        raise MupxError(
+            f"run folder {out} holds an unreadable config.yaml ({type(e).__name__}); remove the folder to start over"
+        ) from None
+    return saved
 
 
 def read_json(path: Path) -> dict | None:
@@ -439,6 +462,8 @@ def _train(trainer: Trainer, out: Path, console, resume: bool) -> dict:
                     )
                 if t.checkpoint_every and trainer.step % t.checkpoint_every == 0 and trainer.step < t.steps:
                     save_checkpoint()
+        if status == "completed" and t.save_final:
+            save_checkpoint()  # the final weights: a finished run keeps what it trained
     except Exception as e:
         _write_result(out, trainer, "failed", _failure_reason(e), start)
         raise

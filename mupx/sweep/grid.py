@@ -178,7 +178,7 @@ class SweepSpec:
         base = [
             f"model={self.model}", f"optimizer={self.optimizer}", f"param={param}", f"model.width={width}",
             f"model.depth={depth}", f"param.base_width={self.base_width}", f"param.base_depth={self.base_depth}",
-            f"train.steps={self.steps}", *self.overrides, *(f"{k}={v!r}" if isinstance(v, float) else f"{k}={v}" for k, v in combo),
+            f"train.steps={self.steps}", "train.save_final=false", *self.overrides, *(f"{k}={v!r}" if isinstance(v, float) else f"{k}={v}" for k, v in combo),
             f"optimizer.lr={lr!r}", f"seed={seed}", "train.progress=false",
         ]  # fmt: skip
         return base
