@@ -58,7 +58,7 @@ def built(tmp_path_factory):
     root = tmp_path_factory.mktemp("bad-input-sweep")
     _mupx("sweep", "--widths", 32, "--lrs", "2^-9:2^-5:2", "--steps", 3, "--jobs", 2, "--name", "s",
           "--root", root, *sets(SWEEP_TINY))  # fmt: skip
-    _mupx("transfer", "--from", root / "s", "--width", 64, "--jobs", 1)
+    _mupx("transfer", "--from", root / "s", "--width", 64, "--jobs", 1, "--force")  # one width: no verdict
     return root / "s"
 
 
@@ -207,7 +207,93 @@ def _(tmp, request, mp):
     return train(tmp, "-s", f"data.cache_dir={cache}")
 
 
+@case("train -s +foo=1", "unknown config key 'foo'", "known keys under the top level")
+def _(tmp, request, mp):
+    return train(tmp, "-s", "+foo=1")
+
+
+@case("train -s +train.steps=3", "train.steps exists; set it without the +")
+def _(tmp, request, mp):
+    return train(tmp, "-s", "+train.steps=3")
+
+
+@case("train KEY=VALUE that is not one", "bad override 'runs/x': expected key=value")
+def _(tmp, request, mp):
+    return train(tmp, "runs/x")
+
+
+@case("train --resume on a mistyped path", "--resume: no run folder at", "nosuchrun")
+def _(tmp, request, mp):
+    return ["train", "--resume", "--out", tmp / "nosuchrun"]
+
+
+@case("train --resume on a folder that is not a run", "--resume:", "holds no run (no config.yaml)")
+def _(tmp, request, mp):
+    (tmp / "notes").mkdir()
+    a_file(tmp / "notes", "todo.txt")
+    return ["train", "--resume", "--out", tmp / "notes"]
+
+
+@case("train --out <a folder of other files> (the 'use --resume' advice does not apply)", "files that are not a run")
+def _(tmp, request, mp):
+    (tmp / "notes").mkdir()
+    a_file(tmp / "notes", "todo.txt")
+    return ["train", "--out", tmp / "notes", *sets(TINY)]
+
+
+@case("train --resume with a flag that differs from the saved config", "different config",
+      "saved -> given: optimizer.lr (0.003 -> 0.5)")  # fmt: skip
+def _(tmp, request, mp):
+    out, _ = copy_run(tmp, request)
+    return ["train", "--resume", "--out", out, "--lr", "0.5"]
+
+
+@case("train --resume --config", "--config is not read with it")
+def _(tmp, request, mp):
+    out, _ = copy_run(tmp, request)
+    return ["train", "--resume", "--out", out, "--config", out / "config.yaml"]
+
+
+@case("train --config <missing file>", "--config", "nope.yaml: no such file")
+def _(tmp, request, mp):
+    return train(tmp, "--config", tmp / "nope.yaml")
+
+
+@case("train --config <a YAML list>", "must be a mapping of config keys")
+def _(tmp, request, mp):
+    (tmp / "list.yaml").write_text("- train.steps=3\n")
+    return train(tmp, "--config", tmp / "list.yaml")
+
+
+@case("train --config <unknown key>", "unknown config key 'train.stepz'")
+def _(tmp, request, mp):
+    (tmp / "team.yaml").write_text("train:\n  stepz: 3\n")
+    return train(tmp, "--config", tmp / "team.yaml")
+
+
+@case("train --cfg all", "unknown --cfg 'all' (allowed: job)")
+def _(tmp, request, mp):
+    return train(tmp, "--cfg", "all")
+
+
+@case("train --from-sweep with --lr", "--from-sweep sets --lr")
+def _(tmp, request, mp):
+    return train(tmp, "--from-sweep", copy_sweep(tmp, request), "--lr", "0.1")
+
+
+@case("train --from-sweep with another optimizer", "but the sweep", "tuned adamw", "(allowed: adamw)")
+def _(tmp, request, mp):
+    return train(tmp, "--from-sweep", copy_sweep(tmp, request), "--optimizer", "muon")
+
+
 # rules ---------------------------------------------------------------------------------------------------
+@case("rules --optimizer soap --width 2048 -s optimizer.max_precond_dim=4096 (the rule changes form)", "changes form between the base shape 512x128",
+      "(update soap, lr ∝ 1, eps ∝ fan_in^0.5·fan_out^-0.5·depth^-1·blocks^-0.5)",
+      "the target 8192x2048 (update soap, lr ∝ 1, eps ∝ fan_in^0.5·fan_out^-1·depth^-1·blocks^-0.5)")  # fmt: skip
+def _(tmp, request, mp):
+    return ["rules", "--optimizer", "soap", "--width", "2048", "-s", "optimizer.max_precond_dim=4096"]
+
+
 @case("rules --vocab 0", "--vocab must be a positive integer, got 0")
 def _(tmp, request, mp):
     return ["rules", "--vocab", "0"]
@@ -341,6 +427,13 @@ def _(tmp, request, mp):
     return ["coord-check", "--out", a_file(tmp) / "cc"]
 
 
+@case("coord-check --out <a folder holding files>", "--out", "already holds files")
+def _(tmp, request, mp):
+    (tmp / "cc").mkdir()
+    a_file(tmp / "cc", "coord_check.json")
+    return coord(tmp, "--widths", "32,64,256")
+
+
 # sweep ---------------------------------------------------------------------------------------------------
 @case("sweep --lrs 2^-4:2^-12:0.5", "'2^-4:2^-12:0.5': STOP must be >= START")
 def _(tmp, request, mp):
@@ -395,6 +488,21 @@ def _(tmp, request, mp):
 @case("sweep --name ../x", "--name '../x' must be a plain folder name")
 def _(tmp, request, mp):
     return sweep(tmp, "--name", "../x")
+
+
+@case("sweep --out with --name", "give --out, or --root and --name, not both")
+def _(tmp, request, mp):
+    return ["sweep", "--out", tmp / "s", "--name", "s", "--widths", "32", "--lrs", "1e-3"]
+
+
+@case("sweep --device tpu", "unknown device 'tpu'")
+def _(tmp, request, mp):
+    return sweep(tmp, "--widths", "32", "--lrs", "1e-3", "--device", "tpu")
+
+
+@case("sweep --device cuda:0 with --executor slurm", "--device cuda:0 applies to --executor local")
+def _(tmp, request, mp):
+    return sweep(tmp, "--widths", "32", "--lrs", "1e-3", "--executor", "slurm", "--dry-run", "--device", "cuda:0")
 
 
 @case("sweep --root <file>", "cannot be created", "afile is a file, not a folder")
@@ -497,6 +605,30 @@ def _(tmp, request, mp):
         return folder
 
     return transfer(tmp, request, sweep_json=block)
+
+
+@case("transfer of a sweep whose verdict is not 'transfers', without --force", "refusing to transfer",
+      "--force runs it anyway")  # fmt: skip
+def _(tmp, request, mp):
+    def bound(folder):  # every optimum on the grid's edge: the recommendation is only a bound
+        doc = json.loads((folder / "sweep.json").read_text())
+        best = max(r["lr"] for r in doc["runs"])
+        for r in doc["runs"]:
+            r["loss"] = r["val_loss"] = 5.0 - (r["lr"] == best)
+        (folder / "sweep.json").write_text(json.dumps(doc))
+        return folder
+
+    return transfer(tmp, request, sweep_json=bound)
+
+
+@case("transfer --executor pbs", "unknown --executor 'pbs' (allowed: local, slurm)")
+def _(tmp, request, mp):
+    return transfer(tmp, request, "--executor", "pbs")
+
+
+@case("transfer -s seed=3", "the sweep sets seed itself")
+def _(tmp, request, mp):
+    return transfer(tmp, request, "-s", "seed=3", "--force")
 
 
 # report --------------------------------------------------------------------------------------------------

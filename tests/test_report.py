@@ -50,7 +50,7 @@ def tiny_sweep(tmp_path_factory, optimizer: str = "adamw"):
         _mupx("sweep", "--optimizer", optimizer, *grid, "--steps", 10, "--jobs", 2, "--name", optimizer,
               "--root", root, *sets)  # fmt: skip
         folder = root / optimizer
-        _mupx("transfer", "--from", folder / "sweep.json", "--width", 128, *extra, "--jobs", 2)
+        _mupx("transfer", "--from", folder / "sweep.json", "--width", 128, *extra, "--jobs", 2, "--force")  # tiny: no verdict
         _BUILT[optimizer] = folder
     return _BUILT[optimizer]
 

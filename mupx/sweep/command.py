@@ -1,5 +1,7 @@
 """``mupx sweep`` from flags to a finished sweep folder: validate everything first (a bad grid is a
-one-line error before any folder exists), then run with a progress bar and print the verdicts."""
+one-line error before any folder exists), then run with a progress bar and print the verdicts, the
+recommendation (a base lr at the sweep's base shape) and the next command. ``make_executor`` and
+``RunDisplay`` serve ``mupx transfer`` too."""
 
 from __future__ import annotations
 
@@ -12,14 +14,41 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from ..config import compose, to_dict
-from ..errors import MupxError, choose
+from ..cli_options import EXECUTORS, config_defaults, print_config
+from ..config import compose, config_file_overrides, split_override, to_dict, with_config
+from ..errors import MupxError, MupxFailure, choose
 from ..io import check_folder
-from .executors import LocalExecutor, visible_gpus
-from .grid import PARAMS, AutoLR, SweepSpec, auto_center, check_overrides, parse_hp, parse_ints, parse_lrs
+from .executors import LocalExecutor, Task, visible_gpus
+from .grid import (
+    AXIS_KEYS,
+    PARAMS,
+    AutoLR,
+    SweepSpec,
+    auto_center,
+    check_overrides,
+    parse_hp,
+    parse_ints,
+    parse_lrs,
+)
 from .runner import Sweep, best_by_width
 
-EXECUTORS = ("local", "slurm")
+SWEEP_KEYS = (*AXIS_KEYS, "train.save_final")  # what a sweep's own flags and defaults decide, not --config
+
+
+def sweep_overrides(config: Path | None, optimizer: str | None, model: str | None, later: list[str]) -> tuple[str, str, list[str]]:
+    """The optimizer, the model and the overrides every run of a sweep (or transfer) gets: what ``--config``
+    sets except the sweep's own axes (widths, lrs, seeds, param, base shape, steps: its flags decide
+    those), then ``later`` (flags, -s, KEY=VALUE). The optimizer and model are the flags', else the file's,
+    else the defaults'."""
+    check_overrides(later)
+    file = config_file_overrides(config) if config else []
+    picked = dict(split_override(o) for o in file if split_override(o)[0] in ("model", "optimizer"))
+    optimizer = optimizer or picked.get("optimizer") or config_defaults()["optimizer"]["<name>"]
+    model = model or picked.get("model") or config_defaults()["model"]["<name>"]
+    chosen = [f"model={model}", f"optimizer={optimizer}"]
+    merged = with_config(file, chosen + later)
+    from_file = merged[: len(merged) - len(chosen) - len(later)]
+    return optimizer, model, [o for o in from_file if split_override(o)[0] not in SWEEP_KEYS] + later
 
 
 def build_spec(o: dict) -> SweepSpec:
@@ -32,7 +61,6 @@ def build_spec(o: dict) -> SweepSpec:
     if not 0 < o["tolerance"]:
         raise MupxError(f"--tolerance must be > 0 octaves, got {o['tolerance']}")
     widths = parse_ints(o["widths"], "--widths")
-    check_overrides(o["overrides"])
     base = to_dict(compose([f"model={o['model']}", f"optimizer={o['optimizer']}", *o["overrides"]]))
     depths = parse_ints(o["depths"], "--depths") if o["depths"] else [base["model"]["depth"]]
     lrs = parse_lrs(o["lrs"])
@@ -51,20 +79,89 @@ def build_spec(o: dict) -> SweepSpec:
     )  # fmt: skip
 
 
+def sweep_folder(out: Path | None, root: Path | None, name: str | None) -> tuple[Path, str | None]:
+    """``--out DIR`` is ``--root DIR/.. --name DIR's name``; the sweep's root and name (None: derived)."""
+    if out is None:
+        return Path(root or "runs"), name
+    if root is not None or name is not None:
+        raise MupxError("give --out, or --root and --name, not both")
+    if out.name in ("", ".", ".."):
+        raise MupxError(f"--out {str(out)!r} must name the sweep's folder, e.g. runs/adamw")
+    return out.parent, out.name
+
+
 def make_executor(o: dict, folder: Path):
+    """The executor of a sweep or a transfer from the shared flags (cli_options: Executor, Jobs, ...)."""
     if o["executor"] not in EXECUTORS:
         raise choose("--executor", o["executor"], EXECUTORS)
+    device = o.get("device") or "auto"
     if o["executor"] == "slurm":
         from .slurm import SlurmExecutor
 
+        if device != "auto":
+            raise MupxError(f"--device {device} applies to --executor local (slurm: --gpus-per-run 0 asks for CPU-only jobs)")
         return SlurmExecutor(folder=folder, partition=o["partition"], time_min=o["time_min"], gpus_per_run=o["gpus_per_run"],
                              array_parallelism=o["array_parallelism"], dry_run=o["dry_run"])  # fmt: skip
     if o["dry_run"]:
         raise MupxError("--dry-run applies to --executor slurm only")
-    gpus = visible_gpus()
+    gpus = local_gpus(device)
     default = len(gpus) * o["runs_per_gpu"] if gpus else (os.cpu_count() or 1)
     jobs = o["jobs"] if o["jobs"] is not None else default  # --jobs 0 is an error, not the default
     return LocalExecutor(jobs=jobs, gpus=gpus, runs_per_gpu=o["runs_per_gpu"], gpus_per_run=o["gpus_per_run"])
+
+
+def local_gpus(device: str) -> list[str]:
+    """The GPUs local runs may use under ``--device``: auto = every visible one, cpu = none, cuda = every
+    visible one (at least one), cuda:N = the N-th visible one."""
+    gpus = visible_gpus()
+    if device in ("auto", "cpu"):
+        return gpus if device == "auto" else []
+    if device == "cuda" or device.startswith("cuda:"):
+        index = device.partition(":")[2]
+        if not gpus or (index and (not index.isdigit() or int(index) >= len(gpus))):
+            raise MupxError(f"--device {device} but {len(gpus)} GPUs are visible (allowed here: auto, cpu{', cuda' if gpus else ''})")
+        return [gpus[int(index)]] if index else gpus
+    raise choose("device", device, ["auto", "cpu", "cuda", "cuda:N"])
+
+
+class RunDisplay:
+    """The progress bar of a sweep or a transfer: finished runs out of all, the best loss so far, and a
+    line for each run that failed, with its log."""
+
+    def __init__(self, console: Console, title: str):
+        self.console = console
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+            TextColumn("{task.fields[best]}"), console=console, transient=False,
+        )  # fmt: skip
+        self.bar = self.progress.add_task(title, total=None, best="")
+
+    def __enter__(self):
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        return self.progress.__exit__(*exc)
+
+    def total(self, total: int, done: int, best: str = "") -> None:
+        self.progress.update(self.bar, total=total, completed=done, best=best)
+
+    def done(self, task: Task, result: dict, best: str) -> None:
+        self.progress.update(self.bar, advance=1, best=best)
+        if result["status"] not in ("completed", "diverged"):
+            self.progress.console.print(
+                f"[red]run {task.run_id} {result['status']}[/]: {result.get('reason', '')} (log: {task.log})",
+                highlight=False, soft_wrap=True,
+            )  # fmt: skip
+
+
+def print_first_run(o: dict) -> None:
+    """``--cfg job``: the composed config of the sweep's first run (the others differ in its axes)."""
+    spec = build_spec(o)
+    series = spec.series()[0]
+    lr = spec.lrs[0] if spec.lrs is not None else spec.auto.center
+    resolved = to_dict(compose(spec.overrides_for(*series, lr, spec.seeds[0])))
+    print_config(resolved, f"the first run of sweep {spec.name}; the others differ in width, depth, lr, seed, param, --hp")
 
 
 def run_sweep_command(o: dict, console: Console) -> dict:
@@ -74,11 +171,7 @@ def run_sweep_command(o: dict, console: Console) -> dict:
     executor = make_executor(o, folder)
     sweep = Sweep(spec, folder, command=["mupx", *sys.argv[1:]])
     sweep.all_tasks()  # compose and validate every run of the first round before anything runs
-    progress = Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-        TextColumn("{task.fields[best]}"), console=console, transient=False,
-    )  # fmt: skip
-    bar = progress.add_task(spec.name, total=None, best="")
+    display = RunDisplay(console, spec.name)
 
     def report(event: str, info: dict) -> None:
         if event == "stale-lock":
@@ -86,22 +179,51 @@ def run_sweep_command(o: dict, console: Console) -> dict:
         elif event == "spec-changed":
             console.print("the sweep spec changed since the last run: runs outside the new grid are ignored")
         elif event == "round":
-            progress.update(
-                bar, total=info["total"], completed=info["total"] - info["todo"], best=_best(info["records"])
-            )
+            display.total(info["total"], info["total"] - info["todo"], _best(info["records"]))
         elif event == "done":
-            progress.update(bar, advance=1, best=_best(info["records"]))
-            r = info["result"]
-            if r["status"] not in ("completed", "diverged"):
-                progress.console.print(
-                    f"[red]run {info['task'].run_id} {r['status']}[/]: {r.get('reason', '')}"
-                )
+            display.done(info["task"], info["result"], _best(info["records"]))
 
-    with progress:
+    with display:
         doc = sweep.run(executor, report)
     print_fits(doc, console)
-    console.print(f"sweep folder: {folder}  (sweep.json, runs/, logs/)")
+    console.print(f"sweep folder: {folder}  (sweep.json, runs/, logs/)", highlight=False, soft_wrap=True)
+    check_some_completed(doc, folder)
+    console.print(f"next: {next_step(doc, folder)}", highlight=False, soft_wrap=True)
     return doc
+
+
+def check_some_completed(doc: dict, folder: Path) -> None:
+    """A sweep where no run completed has nothing to fit: exit 1 with why."""
+    runs = doc["runs"]
+    if any(r["status"] == "completed" for r in runs):
+        return
+    counts: dict[str, int] = {}
+    for r in runs:
+        counts[r["status"]] = counts.get(r["status"], 0) + 1
+    first = next((r for r in runs if r.get("reason")), None)
+    why = f"; e.g. width {first['width']} lr {first['lr']:.3g}: {first['reason']}" if first else ""
+    if set(counts) == {"diverged"}:
+        hint = "lower the learning rates (--lrs, or --lrs auto:CENTER with a smaller centre)"
+    else:
+        hint = f"see {folder / 'logs'}"
+    summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+    raise MupxFailure(f"no run of the sweep completed ({summary}){why}; {hint}")
+
+
+def next_step(doc: dict, folder: Path) -> str:
+    """The command to run next, from the first param's verdict."""
+    param = "mup" if "mup" in doc["fits"] else next(iter(doc["fits"]))
+    fit = doc["fits"][param]
+    verdicts = {axis: v for axis, v in (fit.get("verdict") or {}).items() if v}
+    rec = fit.get("recommended") or {}
+    if "drifts" in verdicts.values():
+        return (f"mupx report {folder}  (lr* drifts with {', '.join(a for a, v in verdicts.items() if v == 'drifts')}: "
+                "mupx transfer refuses this sweep without --force)")  # fmt: skip
+    if "inconclusive" in verdicts.values() or rec.get("bound"):
+        edges = ", ".join(f"width {e['width']} depth {e['depth']}" for e in rec.get("at_edge", []))
+        where = f" (optima at the lr grid's edge at {edges})" if edges else ""
+        return f"rerun with a wider --lrs, or --lrs auto{where}; mupx report {folder} shows the curves"
+    return f"mupx transfer --from {folder} --width <target width> --baseline sp --verify 2"
 
 
 def _best(records: list[dict]) -> str:
@@ -113,6 +235,27 @@ def _best(records: list[dict]) -> str:
     )
 
 
+def lr_text(lr: float, edge: str | None) -> str:
+    """An optimum on the grid's edge is a bound: '≥ 0.0312' (high edge) or '≤ 0.0312' (low edge)."""
+    return f"{'≥ ' if edge == 'high' else '≤ ' if edge == 'low' else ''}{lr:.3g}"
+
+
+def recommendation_text(rec: dict) -> str:
+    """'base lr 0.00312 at base width 64, depth 2' (with its interval, or as a bound) of a recommendation
+    with its base shape (``base_width``, ``base_depth``)."""
+    bound = rec.get("bound")
+    if bound:
+        lr = "≥ " + f"{bound['lower']:.4g}" if bound.get("lower") else ""
+        if bound.get("upper"):
+            lr = f"{lr} and ≤ {bound['upper']:.4g}" if lr else f"≤ {bound['upper']:.4g}"
+        lr += " (a bound: every optimum is on the lr grid's edge)"
+    else:
+        interval = rec.get("interval")
+        lr = f"{rec['lr']:.4g}" + (f" (95% interval {2 ** interval[0]:.3g} – {2 ** interval[1]:.3g})" if interval else "")
+    hp = " with " + ", ".join(f"{k}={v}" for k, v in rec["hp"].items()) if rec.get("hp") else ""
+    return f"base lr {lr} at base width {rec['base_width']}, depth {rec['base_depth']}{hp}"
+
+
 def print_fits(doc: dict, console: Console) -> None:
     table = Table(title=f"{doc['name']}: optimum per width", header_style="bold")
     for c in ("param", "width", "depth", "hp", "lr*", "95% interval (lr)", "at edge", "best loss"):
@@ -121,7 +264,7 @@ def print_fits(doc: dict, console: Console) -> None:
         for p in fit["points"]:
             interval = p.get("interval")
             text = f"{2 ** interval[0]:.3g} – {2 ** interval[1]:.3g}" if interval else "-"
-            lr = f"{p['lr_star']:.3g}" if p.get("lr_star") else "-"
+            lr = lr_text(p["lr_star"], p.get("edge") if p.get("at_edge") else None) if p.get("lr_star") else "-"
             best = f"{p['best_loss']:.4f}" if p.get("best_loss") is not None else "-"
             hp = ",".join(f"{k}={v}" for k, v in (p.get("hp") or {}).items()) or "-"
             table.add_row(
@@ -136,7 +279,8 @@ def print_fits(doc: dict, console: Console) -> None:
                 )
         rec = fit.get("recommended")
         if rec and rec.get("lr"):
-            console.print(f"{param} recommended base lr {rec['lr']:.4g} {rec.get('hp') or ''}")
+            base = {"base_width": doc["spec"]["base_width"], "base_depth": doc["spec"]["base_depth"]}
+            console.print(f"{param} recommended {recommendation_text({**rec, **base})}", highlight=False, soft_wrap=True)
 
 
 def _num(x) -> str:
