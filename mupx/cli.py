@@ -46,7 +46,6 @@ from .cli_options import (
     overrides_from,
     print_config,
     user_overrides,
-    wandb_overrides,
     wants_config,
 )  # fmt: skip
 from .errors import MupxError
@@ -138,7 +137,7 @@ def train(
     flags = dict(model=model, width=width, depth=depth, optimizer=optimizer, param=param, lr=lr, steps=steps,
                  batch=batch, seq_len=seq_len, seed=seed, device=device, data=data, base_width=base_width,
                  base_depth=base_depth)  # fmt: skip
-    later = overrides_from(flags, wandb_overrides(wandb, wandb_mode) + (set_ or []) + (overrides or []))
+    later = overrides_from(flags, set_, overrides, (wandb, wandb_mode))
     if from_sweep is not None:
         from .transfer import sweep_train_overrides
 
@@ -340,7 +339,7 @@ def sweep(
     from .sweep.command import print_first_run, run_sweep_command, sweep_folder, sweep_overrides
 
     root, name = sweep_folder(out, root, name)
-    later = overrides_from(dict(data=data, batch=batch, seq_len=seq_len), wandb_overrides(wandb, wandb_mode) + (set_ or []) + (overrides or []))
+    later = overrides_from(dict(data=data, batch=batch, seq_len=seq_len), set_, overrides, (wandb, wandb_mode))
     optimizer, model, run_overrides = sweep_overrides(config, optimizer, model, later)
     o = dict(optimizer=optimizer, model=model, widths=widths, depths=depths, lrs=lrs, seeds=seeds, param=param,
              hp=hp or [], steps=steps, base_width=base_width, base_depth=base_depth, name=name, root=root,
@@ -396,7 +395,7 @@ def transfer(
 
     if param not in ("mup", "sp"):
         raise MupxError(f"unknown param {param!r} (allowed: mup, sp)")
-    later = overrides_from(dict(data=data, batch=batch, seq_len=seq_len), wandb_overrides(wandb, wandb_mode) + (set_ or []) + (overrides or []))
+    later = overrides_from(dict(data=data, batch=batch, seq_len=seq_len), set_, overrides, (wandb, wandb_mode))
     o = dict(sweep=from_, width=width, depth=depth, steps=steps, param=param, baseline=baseline, verify=verify,
              force=force, config=config, overrides=later, print_config=wants_config(cfg), executor=executor,
              jobs=jobs, runs_per_gpu=runs_per_gpu, gpus_per_run=gpus_per_run, device=device, partition=partition,

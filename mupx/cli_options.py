@@ -156,19 +156,19 @@ FLAG_KEYS = {
 }  # fmt: skip
 
 
-def overrides_from(flags: dict[str, object], extra: list[str] | None = None) -> list[str]:
-    """Turn CLI flags into Hydra overrides (flags first, then ``extra``: -s and KEY=VALUE, which win)."""
-    out = [f"{FLAG_KEYS[k]}={v}" for k, v in flags.items() if v is not None]
-    return out + list(extra or [])
-
-
-def user_overrides(
-    config: Path | None, flags: dict, set_: list[str] | None = None, positional: list[str] | None = None,
+def overrides_from(
+    flags: dict[str, object], set_: list[str] | None = None, positional: list[str] | None = None,
     wandb: tuple[str | None, str | None] = (None, None),
 ) -> list[str]:  # fmt: skip
-    """Everything the user asked for, in the order it applies: --config, flags, --wandb, -s, KEY=VALUE."""
+    """The user's overrides in the order they apply: flags, --wandb, -s, KEY=VALUE (later ones win)."""
+    out = [f"{FLAG_KEYS[k]}={v}" for k, v in flags.items() if v is not None]
+    return out + wandb_overrides(*wandb) + list(set_ or []) + list(positional or [])
+
+
+def user_overrides(config: Path | None, *args, **kwargs) -> list[str]:
+    """``--config`` (under everything else), then :func:`overrides_from`."""
     file = config_file_overrides(config) if config is not None else []
-    return with_config(file, overrides_from(flags, wandb_overrides(*wandb) + (set_ or []) + (positional or [])))
+    return with_config(file, overrides_from(*args, **kwargs))
 
 
 def wants_config(cfg: str | None) -> bool:
