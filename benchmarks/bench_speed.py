@@ -404,7 +404,7 @@ def gpu_lines(trainer: Trainer, train: dict) -> list[str]:
         return ["Skipped: no GPU here (`torch.cuda.is_available()` is False); MFU is defined on a GPU only."]
     cfg = trainer.cfg
     tokens = TRAIN_BLOCK * trainer.tokens_per_step
-    flops = trainer.model.flops_per_token(cfg.train.seq_len)
+    flops = trainer.plan.flops_per_token(cfg.train.seq_len)
     peak = peak_flops(trainer.device, cfg.train.peak_tflops)
     lines = ["| loop | tokens/s | MFU |", "|---|---|---|"]
     for label in ("mupx", "bare"):

@@ -71,7 +71,8 @@ loss), ``n_lrs, n_seeds, n_diverged`` (runs), ``n_missing`` (failed/pending runs
 c the mean seed offset, for plotting), ``seed_log2_lr_stars``, ``note`` (why there is no quadratic or
 no interval) and ``curve`` (per lr: ``lr, log2_lr, mean_loss, std_loss, n_seeds, n_diverged, status``);
 ``drift`` — ``{"width": [...], "depth": [...]}`` as above; ``recommended`` — ``lr, log2_lr, interval,
-weighted, hp, n_points, at_edge, hp_losses, predict`` (None when no series has an optimum);
+weighted, hp, n_points, at_edge, hp_losses, predict, bound`` (``bound``: ``{lower, upper}`` when every
+optimum is at the grid's edge, so the lr is a bound and has no interval; None when no series has an optimum);
 ``verdict`` — per axis, the worst verdict at the recommended hp ("drifts" > "inconclusive" >
 "transfers"; None when the axis was not swept).
 """

@@ -64,10 +64,11 @@ def _log2_xticks(ax) -> None:
 
 
 def loss_vs_lr(fits: dict, widths: list[int], depths: list[int]) -> bytes:
-    """Seed-mean loss (± seed std) against log2 lr, one line per width; per param a column, per (depth,
-    hp) a row. Dashed: the fitted quadratic over its window; star with a horizontal bar: the optimum and
-    its 95% interval (open star: at the grid edge); ×: diverged lrs, at the top; hollow circle at the
-    bottom: lrs with no finished run yet (pending or failed)."""
+    """Seed-mean objective (the runs' final val loss, ± seed std) against log2 lr, one line per width; per
+    param a column, per (depth, hp) a row. Dashed: the fitted quadratic over its window; star with a
+    horizontal bar: the optimum and its 95% interval (open star: at the grid edge); dotted vertical: the
+    recommended base lr; ×: diverged lrs, at the top; hollow circle at the bottom: lrs with no finished run
+    yet (pending or failed)."""
     plt = pyplot()
     params = list(fits)
     rows = list(dict.fromkeys(series_label(p, depths) for fit in fits.values() for p in fit["points"]))
@@ -81,11 +82,14 @@ def loss_vs_lr(fits: dict, widths: list[int], depths: list[int]) -> bytes:
             for p in fits[param]["points"]:
                 if series_label(p, depths) == label:
                     _draw_series(ax, p, colors[p["width"]], sorted(widths).index(p["width"]))
+            rec = fits[param].get("recommended")
+            if rec and rec.get("log2_lr") is not None:
+                ax.axvline(rec["log2_lr"], color="black", ls=":", lw=1.1, zorder=1)
             title = PARAM_TITLES.get(param, param) + (f" — {label}" if label else "")
             ax.set_title(title, fontsize=10)
             ax.set_xlabel("learning rate (log2)", fontsize=8)
             if c == 0:
-                ax.set_ylabel("loss (seed mean ± std)", fontsize=8)
+                ax.set_ylabel("val loss (seed mean ± std)", fontsize=8)
             _log2_xticks(ax)
             ax.tick_params(labelsize=7)
             ax.grid(alpha=0.25)
@@ -135,6 +139,7 @@ def _legend(ax, colors: dict) -> None:
     ]
     handles += [
         Line2D([], [], color="grey", ls="--", label="quadratic fit (window)"),
+        Line2D([], [], color="black", ls=":", label="recommended base lr"),
         Line2D([], [], color="grey", marker="*", ls="none", markersize=10, mec="black", label="optimum, 95% interval"),
         Line2D([], [], color="grey", marker="*", ls="none", markersize=10, mfc="white", mec="black", label="optimum at grid edge"),
         Line2D([], [], color="grey", marker="x", ls="none", mew=1.8, label="diverged"),
@@ -190,6 +195,64 @@ def optimum_vs_axis(fits: dict, axis: str, tolerance: float, widths: list[int]) 
         ax.fill_between([], [], color="grey", alpha=0.3, label=f"transfer zone (drift ≤ {tolerance:g} oct)")
         ax.legend(fontsize=7, frameon=False, loc="center left", bbox_to_anchor=(1.02, 0.5))
     axes[-1][0].set_xlabel(f"{axis} (log scale)", fontsize=8)
+    fig.tight_layout()
+    return png_bytes(fig)
+
+
+PARAM_COLORS = {"mup": "#1f77b4", "sp": "#d62728"}
+
+
+def headline(fits: dict, axis: str, tolerance: float, target: dict | None = None) -> bytes:
+    """μP and SP on the same axes: log2 lr* against log2 width (or depth) with 95% intervals, each
+    parameterization's fitted drift line with its verdict, and the transfer band: μP's recommended base
+    lr ± tolerance/2, drawn out to the transfer target when there is one. ``target`` (optional):
+    ``{"value": width or depth, "lr": transferred lr, "measured": lr* at the target or None, "interval":
+    its log2 interval or None}``. At the recommended hp; one line per value of the other axis."""
+    plt = pyplot()
+    other = "depth" if axis == "width" else "width"
+    fig, ax = plt.subplots(figsize=(7.2, 4.0))
+    values = sorted({p[axis] for fit in fits.values() for p in fit["points"]})
+    xs = [math.log2(v) for v in values]
+    right = math.log2(target["value"]) if target else xs[-1]
+    rec = (fits.get("mup") or {}).get("recommended")
+    if rec and rec.get("log2_lr") is not None:
+        y = rec["log2_lr"]
+        ax.axhspan(y - tolerance / 2, y + tolerance / 2, color=PARAM_COLORS["mup"], alpha=0.10, lw=0,
+                   label=f"transfer band: μP base lr {rec['lr']:.3g} ± {tolerance / 2:g} oct")  # fmt: skip
+    for param, fit in fits.items():
+        color = PARAM_COLORS.get(param, "grey")
+        hp = (fit.get("recommended") or {}).get("hp") or {}
+        entries = [d for d in fit["drift"].get(axis, []) if (d.get("hp") or {}) == hp]
+        for k, d in enumerate(entries):
+            pts = [p for p in fit["points"] if p[other] == d[other] and (p.get("hp") or {}) == hp]
+            dodge = 0.03 * (1 if param == "sp" else -1) + 0.02 * k
+            _draw_optima(ax, pts, axis, color, "os"[param == "sp"], dodge)
+            where = f" ({other} {d[other]})" if len(entries) > 1 else ""
+            ci = d.get("octaves_interval")
+            text = f"{PARAM_TITLES.get(param, param)}{where}: drift {d['octaves']:+.2f} oct" if d.get("octaves") is not None else f"{PARAM_TITLES.get(param, param)}{where}"
+            text += (f" (95% {ci[0]:+.2f} to {ci[1]:+.2f})" if ci else "") + f" → {d['verdict']}"
+            if d.get("slope") is not None:
+                u = np.log2(np.array(d["range"], float))
+                ax.plot(u, d["intercept"] + d["slope"] * u, "-" if k == 0 else "--", color=color, lw=1.4, label=text)
+            else:
+                ax.plot([], [], " ", label=text)
+    if target:
+        ax.plot([right], [math.log2(target["lr"])], "*", color=PARAM_COLORS["mup"], markersize=13,
+                markeredgecolor="black", markeredgewidth=0.6, label=f"transferred lr at {axis} {target['value']}")  # fmt: skip
+        if target.get("measured") is not None:
+            iv = target.get("interval")
+            y = math.log2(target["measured"])
+            yerr = [[y - iv[0]], [iv[1] - y]] if iv else None
+            ax.errorbar([right + 0.04], [y], yerr=yerr, fmt="D", color="black", mfc="white", capsize=3,
+                        markersize=6, label=f"lr* measured at {axis} {target['value']} (verify runs)")  # fmt: skip
+        values = sorted({*values, target["value"]})
+    ax.set_xticks([math.log2(v) for v in values], [str(v) for v in values])
+    ax.set_xlabel(f"{axis} (log scale)", fontsize=9)
+    ax.set_ylabel("optimal base lr (log2)", fontsize=9)
+    ax.set_title(f"Does the optimal learning rate stay put as the {axis} grows? μP vs SP", fontsize=10)
+    ax.tick_params(labelsize=8)
+    ax.grid(alpha=0.25)
+    ax.legend(fontsize=7.5, frameon=False, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     fig.tight_layout()
     return png_bytes(fig)
 

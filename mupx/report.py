@@ -29,6 +29,7 @@ from pathlib import Path
 from .errors import MupxError
 from .fit import fit_sweep
 from .io import atomic_write_files, check_folder
+from .summary import next_step, recommendation_text
 from .sweep.grid import SweepSpec
 from .sweep.store import load_sweep_json
 
@@ -173,7 +174,9 @@ def transfer_command(folder: Path, t: dict) -> str:
     verify = sum(1 for r in roles if r.startswith("verify"))
     if verify:
         args += ["--verify", verify]
-    return _cmd(args)
+    if t.get("forced"):
+        args.append("--force")
+    return _cmd([*args, *(a for o in t.get("overrides") or [] for a in ("-s", o))])
 
 
 # --- content -----------------------------------------------------------------------------------------
@@ -202,13 +205,24 @@ def build(folder: Path, doc: dict, spec: SweepSpec, fits: dict) -> Doc:
     if doc.get("command"):
         out.add("code", _cmd(doc["command"]))
     _status(out, runs)
+    out.add("p", objective_sentence(runs))
+    transfers = load_transfers(folder)
+    checks = load_coord_checks(folder)
+    axis = next((a for a in AXES if any(fit["drift"].get(a) for fit in fits.values())), None)
+    if axis:
+        out.image("headline.png", plots.headline(fits, axis, spec.tolerance, headline_target(transfers, axis)),
+                  f"The optimal base lr (log2) against {axis}: μP and SP optima with their 95% intervals, each "
+                  "parameterization's drift line and verdict, and the transfer band around μP's recommended "
+                  "base lr (± half the tolerance)" + (", with the transfer target" if transfers else "") + ".")  # fmt: skip
 
     out.add("h2", "Verdict: does the optimal learning rate transfer?")
-    _verdicts(out, fits, spec.tolerance)
+    _verdicts(out, fits, spec)
+    _coord_check_warning(out, checks, spec)
     out.add("h2", "Loss against learning rate")
     out.image("loss_vs_lr.png", plots.loss_vs_lr(fits, widths, depths),
-              "Seed-mean loss per lr and width; dashed: quadratic fit; star: optimum with 95% interval; "
-              "×: diverged; hollow circle: pending or failed.")  # fmt: skip
+              "Seed-mean final val loss per lr and width; dashed: quadratic fit; star: optimum with 95% "
+              "interval; dotted: the recommended base lr; ×: diverged; hollow circle: pending or failed.")  # fmt: skip
+    _grid(out, runs)
     for axis in AXES:
         if any(fit["drift"].get(axis) for fit in fits.values()):
             out.image(f"optimum_vs_{axis}.png", plots.optimum_vs_axis(fits, axis, spec.tolerance, widths),
@@ -222,14 +236,16 @@ def build(folder: Path, doc: dict, spec: SweepSpec, fits: dict) -> Doc:
         out.image("training_curves.png", plots.training_curves(curves, widths),
                   "Train loss against tokens of the best-lr run per width (faint: per step; solid: EMA).")  # fmt: skip
 
-    transfers = load_transfers(folder)
     if transfers:
         out.add("h2", "Transfer to the target")
         _transfers(out, transfers)
-    checks = load_coord_checks(folder)
+    out.add("h2", "Coordinate check")
     if checks:
-        out.add("h2", "Coordinate check")
         _coord_checks(out, checks)
+    else:
+        out.add("p", "None with this sweep. A coordinate check saved in the sweep folder (`mupx coord-check "
+                     f"--optimizer {spec.optimizer} --param mup --out {folder / 'coord_check'}`) is shown here, "
+                     "and a failing one is flagged beside the verdict.")  # fmt: skip
 
     out.add("h2", "Commands")
     out.add("p", "The commands that made this report:")
@@ -238,7 +254,75 @@ def build(folder: Path, doc: dict, spec: SweepSpec, fits: dict) -> Doc:
     cmds += [transfer_command(folder, t) for t in transfers if "error" not in t]
     cmds.append(_cmd(["mupx", "report", folder]))
     out.add("code", "\n".join(cmds))
+    if fits:
+        out.add("h2", "Next")
+        out.add("code", next_step(fits, folder, transfers))
     return out
+
+
+def objective_sentence(runs: list[dict]) -> str:
+    """What the fits minimise: the runs' final val loss (their ``loss``), or the train loss where a run
+    recorded no val loss."""
+    done = [r for r in runs if r["status"] == "completed" and r.get("loss") is not None]
+    fallback = sum(1 for r in done if r.get("val_loss") is None)
+    text = ("The fitted objective is each run's validation loss at its last step (the same fixed validation "
+            "windows for every run); the training curves below show the train loss.")  # fmt: skip
+    if fallback:
+        text += f" {fallback} run(s) recorded no val loss and are scored by their smoothed final train loss."
+    return text
+
+
+def headline_target(transfers: list[dict], axis: str) -> dict | None:
+    """The transfer furthest along ``axis``, as the headline figure's target: its transferred lr and the
+    optimum its verify runs measured (None without a transfer)."""
+    usable = [t for t in transfers if "error" not in t and (t.get("predicted") or {}).get("param") == "mup"]
+    if not usable:
+        return None
+    t = max(usable, key=lambda t: t["target"][axis])
+    regret = t.get("regret") or {}
+    measured = None if regret.get("measured_at_edge") else regret.get("measured_lr_star")
+    return {"value": t["target"][axis], "lr": t["predicted"]["lr"], "measured": measured,
+            "interval": regret.get("measured_interval") if measured else None}  # fmt: skip
+
+
+def _grid(out: Doc, runs: list[dict]) -> None:
+    """Every run's outcome, per param a table of lr × (width, depth, hp): seed-mean objective (seeds), or
+    how many diverged / are pending."""
+    for param in sorted({r["param"] for r in runs}):
+        mine = [r for r in runs if r["param"] == param]
+        cols = sorted({(r["width"], r["depth"], _hp(r.get("hp"))) for r in mine})
+        many_depths, any_hp = len({c[1] for c in cols}) > 1, any(c[2] != "–" for c in cols)
+        head = ["lr"] + [f"w{w}" + (f" d{d}" if many_depths else "") + (f" {h}" if any_hp else "") for w, d, h in cols]
+        rows = []
+        for lr in sorted({r["lr"] for r in mine}):
+            row = [_lr(lr)]
+            for w, d, h in cols:
+                cell = [r for r in mine if r["lr"] == lr and (r["width"], r["depth"], _hp(r.get("hp"))) == (w, d, h)]
+                row.append(_grid_cell(cell))
+            rows.append(row)
+        out.add("p", f"Every {param} run (seed-mean objective, seeds in brackets; div: diverged):")
+        out.add("table", head, rows)
+
+
+def _grid_cell(runs: list[dict]) -> str:
+    if not runs:
+        return ""
+    done = [r["loss"] for r in runs if r["status"] == "completed" and r.get("loss") is not None and math.isfinite(r["loss"])]
+    parts = [f"{sum(done) / len(done):.4f} ({len(done)})"] if done else []
+    diverged = sum(1 for r in runs if r["status"] == "diverged")
+    other = len(runs) - len(done) - diverged
+    parts += [f"div ×{diverged}"] if diverged else []
+    parts += [f"pending/failed ×{other}"] if other else []
+    return ", ".join(parts)
+
+
+def _coord_check_warning(out: Doc, checks: list[dict], spec: SweepSpec) -> None:
+    """A failing coordinate check of this optimizer under μP undermines every μP verdict above."""
+    failed = [c for c in checks if c["doc"] and c["doc"].get("optimizer") == spec.optimizer
+              and c["doc"].get("param") == "mup" and c["doc"].get("verdict") != "pass"]  # fmt: skip
+    for c in failed:
+        out.add("p", f"Warning: the coordinate check in {c['folder']} FAILED for {spec.optimizer} under μP: the "
+                     "parameterization is not verified, so a 'transfers' verdict above is not evidence of μP.")  # fmt: skip
 
 
 def _status(out: Doc, runs: list[dict]) -> None:
@@ -256,7 +340,8 @@ def _status(out: Doc, runs: list[dict]) -> None:
             out.add("p", f"(the first {MAX_LISTED} of {len(unfinished)} listed)")
 
 
-def _verdicts(out: Doc, fits: dict, tol: float) -> None:
+def _verdicts(out: Doc, fits: dict, spec: SweepSpec) -> None:
+    tol = spec.tolerance
     rows = []
     for param, fit in fits.items():
         for axis in AXES:
@@ -283,11 +368,11 @@ def _verdicts(out: Doc, fits: dict, tol: float) -> None:
         rec = fit.get("recommended")
         verdict = ", ".join(f"{a}: {v}" for a, v in (fit.get("verdict") or {}).items() if v) or "–"
         if rec:
-            rows.append([param, _lr(rec["lr"]), _lr_interval(rec.get("interval")), _hp(rec.get("hp")),
+            rows.append([param, recommendation_text({**rec, "base_width": spec.base_width, "base_depth": spec.base_depth}),
                          str(rec.get("n_points")), verdict])  # fmt: skip
         else:
-            rows.append([param, "–", "–", "–", "0", verdict])
-    out.add("table", ["param", "recommended base lr", "95% interval", "hp", "optima used", "verdict"], rows)
+            rows.append([param, "–", "0", verdict])
+    out.add("table", ["param", "recommended", "optima used", "verdict"], rows)
 
 
 def _optima(out: Doc, fits: dict) -> None:

@@ -23,7 +23,8 @@ from .config import compose, override_value, to_dict
 from .errors import MupxError
 from .fit import fit_series, fit_sweep, predict_log2_lr
 from .io import atomic_write_json, check_folder
-from .sweep.command import RunDisplay, make_executor, recommendation_text, sweep_overrides
+from .summary import recommendation_text
+from .sweep.command import RunDisplay, make_executor, sweep_overrides
 from .sweep.executors import Task
 from .sweep.grid import SweepSpec
 from .sweep.lock import SweepLock
@@ -269,6 +270,7 @@ def write_transfer(plan: TransferPlan) -> dict:
             "best_lr": best["lr"],
             "best_loss": best["loss"],
             "measured_lr_star": curve.get("lr_star"),
+            "measured_interval": curve.get("interval"),
             "measured_at_edge": curve.get("at_edge"),
             "octave_error": (pred["log2_lr"] - measured) if measured is not None else None,
         }

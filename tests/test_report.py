@@ -97,7 +97,7 @@ def test_report_writes_every_file_and_valid_images(reported):
     folder, stdout = reported
     out = folder / "report"
     assert str(out / "report.html") in stdout.replace("\n", "")
-    for name in ("loss_vs_lr.png", "optimum_vs_width.png", "training_curves.png", "coord_check.png"):
+    for name in ("headline.png", "loss_vs_lr.png", "optimum_vs_width.png", "training_curves.png", "coord_check.png"):
         image = mpimg.imread(out / name)
         assert image.ndim == 3 and image.shape[0] > 100 and image.shape[1] > 100, name
     assert not (out / "optimum_vs_depth.png").exists()  # one depth
@@ -119,8 +119,32 @@ def test_report_md_holds_the_tables_and_commands(reported):
     )
     assert f"mupx report {folder}" in md
     assert "PASS" in md and "mupx coord-check --widths 32,64" in md
+    assert md.index("](headline.png)") < md.index("## Verdict")  # the report opens with μP vs SP at a glance
     for name in ("loss_vs_lr.png", "optimum_vs_width.png", "training_curves.png", "coord_check.png"):
         assert f"]({name})" in md
+    assert "The fitted objective is each run's validation loss at its last step" in md
+    assert "Every mup run" in md and "| lr | w32 | w64 |" in md  # the per-run grid
+    [one] = [r for r in doc["runs"] if r["param"] == "mup" and r["width"] == 64 and r["lr"] == 2**-5]
+    assert f"{one['loss']:.4f} (1)" in md  # one seed
+    rec = doc["fits"]["mup"]["recommended"]
+    assert "at base width 32, depth 2" in md and "| mup | base lr" in md and rec
+    assert "--force" in md.split("## Commands")[1]  # the forced transfer replays as it ran
+    assert md.rstrip().endswith("```") and "## Next" in md
+
+
+def test_a_failing_coord_check_is_flagged_beside_the_verdict(reported, tmp_path):
+    import shutil
+
+    from mupx.report import write_report
+
+    folder = tmp_path / "adamw"
+    shutil.copytree(reported[0], folder, ignore=shutil.ignore_patterns("report"))
+    check = json.loads((folder / "coord_check" / "coord_check.json").read_text())
+    (folder / "coord_check" / "coord_check.json").write_text(json.dumps({**check, "verdict": "fail"}))
+    write_report(folder)
+    md = (folder / "report" / "report.md").read_text()
+    verdict = md.split("## Verdict")[1].split("## Loss against")[0]
+    assert "coordinate check in coord_check FAILED for adamw under μP" in verdict
 
 
 def test_report_html_is_self_contained(reported):
@@ -128,7 +152,7 @@ def test_report_html_is_self_contained(reported):
     page = (folder / "report" / "report.html").read_text()
     assert page.startswith("<!DOCTYPE html>") and "<style>" in page
     srcs = re.findall(r'(?:src|href)\s*=\s*"([^"]*)"', page)
-    assert len(srcs) == 4 and all(s.startswith("data:image/png;base64,") for s in srcs)
+    assert len(srcs) == 5 and all(s.startswith("data:image/png;base64,") for s in srcs)
     assert not re.search(r"https?://|<link|@import|url\(", page)
     assert "drift (octaves)" in page and "mupx report" in page
 

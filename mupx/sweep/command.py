@@ -18,6 +18,7 @@ from ..cli_options import EXECUTORS, config_defaults, print_config
 from ..config import compose, config_file_overrides, split_override, to_dict, with_config
 from ..errors import MupxError, MupxFailure, choose
 from ..io import check_folder
+from ..summary import lr_text, next_step, recommendation_text
 from .executors import LocalExecutor, Task, visible_gpus
 from .grid import (
     AXIS_KEYS,
@@ -188,7 +189,7 @@ def run_sweep_command(o: dict, console: Console) -> dict:
     print_fits(doc, console)
     console.print(f"sweep folder: {folder}  (sweep.json, runs/, logs/)", highlight=False, soft_wrap=True)
     check_some_completed(doc, folder)
-    console.print(f"next: {next_step(doc, folder)}", highlight=False, soft_wrap=True)
+    console.print(f"next: {next_step(doc['fits'], folder)}", highlight=False, soft_wrap=True)
     return doc
 
 
@@ -210,22 +211,6 @@ def check_some_completed(doc: dict, folder: Path) -> None:
     raise MupxFailure(f"no run of the sweep completed ({summary}){why}; {hint}")
 
 
-def next_step(doc: dict, folder: Path) -> str:
-    """The command to run next, from the first param's verdict."""
-    param = "mup" if "mup" in doc["fits"] else next(iter(doc["fits"]))
-    fit = doc["fits"][param]
-    verdicts = {axis: v for axis, v in (fit.get("verdict") or {}).items() if v}
-    rec = fit.get("recommended") or {}
-    if "drifts" in verdicts.values():
-        return (f"mupx report {folder}  (lr* drifts with {', '.join(a for a, v in verdicts.items() if v == 'drifts')}: "
-                "mupx transfer refuses this sweep without --force)")  # fmt: skip
-    if "inconclusive" in verdicts.values() or rec.get("bound"):
-        edges = ", ".join(f"width {e['width']} depth {e['depth']}" for e in rec.get("at_edge", []))
-        where = f" (optima at the lr grid's edge at {edges})" if edges else ""
-        return f"rerun with a wider --lrs, or --lrs auto{where}; mupx report {folder} shows the curves"
-    return f"mupx transfer --from {folder} --width <target width> --baseline sp --verify 2"
-
-
 def _best(records: list[dict]) -> str:
     best = best_by_width(records)
     return " ".join(
@@ -233,27 +218,6 @@ def _best(records: list[dict]) -> str:
         for (p, w, d), v in sorted(best.items())
         if math.isfinite(v)
     )
-
-
-def lr_text(lr: float, edge: str | None) -> str:
-    """An optimum on the grid's edge is a bound: '≥ 0.0312' (high edge) or '≤ 0.0312' (low edge)."""
-    return f"{'≥ ' if edge == 'high' else '≤ ' if edge == 'low' else ''}{lr:.3g}"
-
-
-def recommendation_text(rec: dict) -> str:
-    """'base lr 0.00312 at base width 64, depth 2' (with its interval, or as a bound) of a recommendation
-    with its base shape (``base_width``, ``base_depth``)."""
-    bound = rec.get("bound")
-    if bound:
-        lr = "≥ " + f"{bound['lower']:.4g}" if bound.get("lower") else ""
-        if bound.get("upper"):
-            lr = f"{lr} and ≤ {bound['upper']:.4g}" if lr else f"≤ {bound['upper']:.4g}"
-        lr += " (a bound: every optimum is on the lr grid's edge)"
-    else:
-        interval = rec.get("interval")
-        lr = f"{rec['lr']:.4g}" + (f" (95% interval {2 ** interval[0]:.3g} – {2 ** interval[1]:.3g})" if interval else "")
-    hp = " with " + ", ".join(f"{k}={v}" for k, v in rec["hp"].items()) if rec.get("hp") else ""
-    return f"base lr {lr} at base width {rec['base_width']}, depth {rec['base_depth']}{hp}"
 
 
 def print_fits(doc: dict, console: Console) -> None:
