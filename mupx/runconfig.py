@@ -84,10 +84,11 @@ class RunConfig:
 
 def result_keys(resolved: dict) -> dict:
     """A composed config without what may differ between sessions of one run without changing its result
-    (the device, tracking, the progress bar, the MFU peak, whether the final weights are kept): what run
-    ids hash and a resumed run must match."""
+    (the device, tracking, the progress bar, the MFU peak, whether the final weights are kept, how often the
+    loss is read from the device): what run ids hash and a resumed run must match."""
     keyed = {k: v for k, v in resolved.items() if k not in ("device", "tracking")}
-    keyed["train"] = {k: v for k, v in keyed["train"].items() if k not in ("progress", "peak_tflops", "save_final")}
+    unkeyed = ("progress", "peak_tflops", "save_final", "log_every")
+    keyed["train"] = {k: v for k, v in keyed["train"].items() if k not in unkeyed}
     return keyed
 
 

@@ -3,10 +3,20 @@ train with periodic evaluation and divergence detection, and write the run folde
 
   config.yaml    the resolved config         plan.tsv / plan.json   the μP plan
   groups.json    the optimizer's real per-group settings at step 0
-  metrics.jsonl  one row per logged step     result.json            written atomically at the end
+  metrics.jsonl  one row per step            result.json            written atomically at the end
 
 A diverged run (non-finite loss, or loss above ``diverge_factor`` × its first loss) is a result with
 status ``diverged``, not a crash.
+
+The loop reads the loss and grad norm back from the device every ``train.log_every`` steps, not every
+step: reading a value makes the host wait for the device to finish, and a per-step wait leaves a GPU idle
+while the host prepares the next step (the small proxies of a sweep are launch-bound). Until the read the
+values stay on the device; a read fetches all of them in one transfer and records them in order exactly as
+per-step reads would (the same metrics rows, history and result), so every step keeps its row. Divergence,
+evaluation, checkpoints and signals are acted on at reads: the steps due for an evaluation or a checkpoint
+are read points, and a run that diverged is stopped at the next read, having trained up to
+``log_every - 1`` steps past the divergence (its rows end at the diverging step; ``steps`` in its result
+counts every step trained).
 """
 
 from __future__ import annotations
@@ -159,9 +169,10 @@ class Trainer:
         self.optimizer.update_hessian(n_tokens=self.cfg.train.batch * self.cfg.train.seq_len)
         self.optimizer.zero_grad(set_to_none=True)
 
-    def train_step(self) -> tuple[float, float, dict | None]:
-        """One optimizer step over ``train.accum`` micro-batches; returns (loss averaged over micro-batches
-        and ranks, grad norm before clipping, spectral metrics or None)."""
+    def queue_step(self) -> tuple[torch.Tensor, torch.Tensor, dict | None]:
+        """One optimizer step over ``train.accum`` micro-batches, without waiting for the device: returns (loss
+        averaged over micro-batches and ranks, grad norm before clipping) as unread 0-d tensors on the device,
+        and the spectral metrics or None. Reading them (:func:`read_values`) waits for the step to finish."""
         accum = self.cfg.train.accum
         shard = self.sampler.next_shard(self.dist.rank, self.dist.world, accum)
         batches = [(x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)) for x, y in shard]
@@ -179,7 +190,12 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         self.scheduler.step()
         self.step += 1
-        return mean(loss, self.dist).item(), norm.item(), spectral
+        return mean(loss, self.dist), norm, spectral
+
+    def train_step(self) -> tuple[float, float, dict | None]:
+        """:meth:`queue_step` read at once (a host sync per step), for callers that use each loss as it comes."""
+        loss, norm, spectral = self.queue_step()
+        return loss.item(), norm.item(), spectral
 
     @torch.no_grad()
     def evaluate(self) -> float:
@@ -245,6 +261,11 @@ class Trainer:
         for p in self.model.parameters():
             digest.update(p.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
         return len(set(gather(digest.hexdigest(), self.dist))) == 1
+
+
+def read_values(values: list[torch.Tensor]) -> list[float]:
+    """Device scalars as Python floats, in one transfer (one host sync for all); each equals its ``.item()``."""
+    return torch.stack([v.double() for v in values]).tolist() if values else []
 
 
 def prepare_out(out: Path, resume: bool) -> None:
@@ -413,42 +434,65 @@ def _train(trainer: Trainer, out: Path, console, resume: bool) -> dict:
         if main:
             checkpoint.save(out, trainer.step, state, keep=t.keep_checkpoints)
 
+    pending: list[tuple] = []  # (step, lr factor, time queued, loss, grad norm, spectral) of the unread steps
+
+    def record() -> list[dict]:
+        """Read the pending steps' losses and grad norms (one host sync) and take them in order as a per-step
+        read would: history, first loss, divergence; returns their metrics rows, up to a diverging step."""
+        nonlocal status, reason
+        values = read_values([v for p in pending for v in p[3:5]])
+        now = time.perf_counter() - start  # the last pending step has finished
+        rows = []
+        for i, (step, lr_factor, queued, _, _, spectral) in enumerate(pending):
+            loss, gnorm = values[2 * i], values[2 * i + 1]
+            trainer.history.append(loss)
+            trainer.first_loss = loss if trainer.first_loss is None else trainer.first_loss
+            elapsed = now if i == len(pending) - 1 else queued
+            row = {"step": step, "loss": loss, "grad_norm": gnorm, "lr_factor": lr_factor,
+                   "tokens": step * tokens_per_step, "time": elapsed, "tokens_per_s": step * tokens_per_step / elapsed}  # fmt: skip
+            if peak:
+                row["mfu"] = mfu(row["tokens_per_s"], flops_per_token, peak)
+            if spectral:
+                row["spectral"] = spectral
+            rows.append(row)
+            if not math.isfinite(loss):
+                status, reason = "diverged", f"non-finite loss at step {step}"
+            elif loss > t.diverge_factor * trainer.first_loss:
+                status, reason = (
+                    "diverged",
+                    f"loss {loss:.3g} > {t.diverge_factor:g} x first loss {trainer.first_loss:.3g} at step {step}",
+                )
+            if status != "completed":
+                break
+        pending.clear()
+        return rows
+
+    def log(rows: list[dict]) -> None:
+        if main:
+            for row in rows:
+                append_jsonl(metrics, row)
+                trainer.tracker.log(row)
+
     try:
         with progress or contextlib.nullcontext(), StopRequest() as stop:
             while trainer.step < t.steps:
                 lr_factor = trainer.lr_factor()
-                loss, gnorm, spectral = trainer.train_step()
-                trainer.history.append(loss)
-                trainer.first_loss = loss if trainer.first_loss is None else trainer.first_loss
-                elapsed = time.perf_counter() - start
-                row = {"step": trainer.step, "loss": loss, "grad_norm": gnorm, "lr_factor": lr_factor,
-                       "tokens": trainer.step * tokens_per_step, "time": elapsed,
-                       "tokens_per_s": trainer.step * tokens_per_step / elapsed}  # fmt: skip
-                if peak:
-                    row["mfu"] = mfu(row["tokens_per_s"], flops_per_token, peak)
-                if spectral:
-                    row["spectral"] = spectral
-                if not math.isfinite(loss):
-                    status, reason = "diverged", f"non-finite loss at step {trainer.step}"
-                elif loss > t.diverge_factor * trainer.first_loss:
-                    status, reason = (
-                        "diverged",
-                        f"loss {loss:.3g} > {t.diverge_factor:g} x first loss {trainer.first_loss:.3g} at step {trainer.step}",
-                    )
-                if status == "completed" and (trainer.step % t.eval_every == 0 or trainer.step == t.steps):
-                    trainer.val_loss = trainer.evaluate()
-                    row["val_loss"] = trainer.val_loss
-                if main and (
-                    trainer.step % t.log_every == 0
-                    or trainer.step == t.steps
-                    or status != "completed"
-                    or "val_loss" in row
-                    or spectral
-                ):
-                    append_jsonl(metrics, row)
-                    trainer.tracker.log(row)
+                loss, gnorm, spectral = trainer.queue_step()
+                pending.append((trainer.step, lr_factor, time.perf_counter() - start, loss, gnorm, spectral))
                 if progress:
-                    progress.update(task, advance=1, loss=loss, tps=row["tokens_per_s"])
+                    progress.update(task, advance=1)
+                evaluate = trainer.step % t.eval_every == 0 or trainer.step == t.steps
+                save = t.checkpoint_every > 0 and trainer.step % t.checkpoint_every == 0 and trainer.step < t.steps
+                signalled = stop.signal is not None and not trainer.dist.active  # DDP ranks agree at reads
+                if not (trainer.step % t.log_every == 0 or evaluate or save or signalled):
+                    continue
+                rows = record()
+                if status == "completed" and evaluate:
+                    trainer.val_loss = trainer.evaluate()
+                    rows[-1]["val_loss"] = trainer.val_loss
+                log(rows)
+                if progress:
+                    progress.update(task, loss=rows[-1]["loss"], tps=rows[-1]["tokens_per_s"])
                 if status != "completed":  # the loss is the mean over ranks: every rank stops here
                     break
                 if any_rank(stop.signal is not None, trainer.dist, trainer.device):  # torchrun signals each rank
@@ -460,11 +504,16 @@ def _train(trainer: Trainer, out: Path, console, resume: bool) -> dict:
                         f"{stop.signal or 'a signal to another rank'} at step {trainer.step}; continue with --resume",
                         start,
                     )
-                if t.checkpoint_every and trainer.step % t.checkpoint_every == 0 and trainer.step < t.steps:
+                if save:
                     save_checkpoint()
         if status == "completed" and t.save_final:
             save_checkpoint()  # the final weights: a finished run keeps what it trained
     except Exception as e:
+        if pending and status == "completed":  # an unread divergence can fail a later step (Sophia: NaN logits)
+            with contextlib.suppress(Exception):  # the device may be unusable after the error
+                log(record())
+        if status == "diverged":
+            return _write_result(out, trainer, status, reason, start)
         _write_result(out, trainer, "failed", _failure_reason(e), start)
         raise
     return _write_result(out, trainer, status, reason, start)
