@@ -36,7 +36,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from common import command_line, replace_section, utc_now
+from common import bare_loop, command_line, ratios, replace_section, rounds, summary, utc_now
 from pytorch_optimizer import SOAP, ScalableShampoo
 from pytorch_optimizer.optimizer.utils.graft import LayerWiseGrafting
 
@@ -61,41 +61,6 @@ BLOCK = 10  # optimizer steps per timed block = Shampoo's and SOAP's preconditio
 WARMUP = BLOCK  # past Shampoo's roots at each of its first 10 steps and Muon++'s 10 warm-up steps
 TRAIN_BLOCK = 3  # training steps per timed block
 REPS = {"full": {"train": 16, "optim": 7}, "quick": {"train": 5, "optim": 3}}
-
-
-def sync() -> None:
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-
-
-def timed(fn: Callable[[], None]) -> float:
-    sync()
-    start = time.perf_counter()
-    fn()
-    sync()
-    return time.perf_counter() - start
-
-
-def rounds(contenders: dict[str, Callable[[], None]], reps: int, first: int = 0) -> dict[str, list[float]]:
-    """Seconds per call of each contender over ``reps`` rounds; round i starts with contender ``first + i``
-    (mod their number) and goes on in order, so that none always runs first."""
-    names = list(contenders)
-    times = {name: [] for name in names}
-    for i in range(first, first + reps):
-        k = i % len(names)
-        for name in names[k:] + names[:k]:
-            times[name].append(timed(contenders[name]))
-    return times
-
-
-def ratios(numerator: list[float], denominator: list[float]) -> list[float]:
-    return [a / b for a, b in zip(numerator, denominator, strict=True)]
-
-
-def summary(values: list[float]) -> str:
-    """'median (p25–p75)' of ``values``."""
-    q1, med, q3 = statistics.quantiles(values, n=4, method="inclusive")
-    return f"{med:.3f} ({q1:.3f}–{q3:.3f})"
 
 
 def ms_per_step(times: list[float], steps: int) -> str:
@@ -126,43 +91,12 @@ def mib(n: int) -> str:
 # --- 1. the training step ---------------------------------------------------------------------------
 
 
-def bare_loop(trainer: Trainer) -> tuple[Callable[[], None], torch.nn.Module]:
-    """A block of TRAIN_BLOCK plain PyTorch training steps on a copy of the trainer's model at its start."""
-    cfg, device = trainer.cfg, trainer.device
-    model = copy.deepcopy(trainer.model)
-    named = dict(model.named_parameters())
-    params = list(named.values())
-    groups = [
-        {
-            "params": [named[n] for n in g["names"]],
-            "lr": g["lr"],
-            "eps": g["eps"],
-            "weight_decay": g["weight_decay"],
-        }
-        for g in trainer.optimizer.param_groups
-    ]
-    optimizer = torch.optim.AdamW(groups, betas=cfg.options.betas, fused=(device.type == "cuda") or None)
-    sampler = BatchSampler(trainer.corpus.train, cfg.train.batch, cfg.train.seq_len, seed=cfg.seed)
-
-    def run() -> None:
-        for _ in range(TRAIN_BLOCK):
-            x, y = sampler.next()
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-                loss = model(x.to(device), y.to(device))
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, cfg.train.grad_clip)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-
-    return run, model
-
-
 def training_step(trainer: Trainer, reps: int) -> dict:
     def mupx() -> None:
         for _ in range(TRAIN_BLOCK):
             trainer.train_step()
 
-    (bare, model), (control, control_model) = bare_loop(trainer), bare_loop(trainer)
+    (bare, model), (control, control_model) = bare_loop(trainer, TRAIN_BLOCK), bare_loop(trainer, TRAIN_BLOCK)
     contenders = {"mupx": mupx, "bare": bare, "bare_control": control}
     rounds(contenders, 2)  # warm-up
     times = rounds(contenders, reps)
