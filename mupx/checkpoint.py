@@ -4,7 +4,8 @@ preconditioners and Hessian estimates, schedule position, data position, every R
 Written atomically (temporary file, fsync, rename) as ``checkpoints/step-NNNNNNN.pt``, the last K kept;
 read with ``torch.load(weights_only=True)``, so a checkpoint can hold tensors, numbers, strings and
 containers only — never pickled Python objects. A truncated or corrupt newest checkpoint is skipped for
-the one before it.
+the one before it. A branch point (``train.branch_points``: where a shorter horizon branches off) is kept as
+``checkpoints/branch-NNNNNNN.pt``, outside the rotation and never resumed from.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from .errors import MupxError
 from .io import atomic_write_bytes
 
 PATTERN = re.compile(r"^step-(\d{7})\.pt$")
+BRANCH = "branch-{step:07d}.pt"
 
 
 def folder(out: Path) -> Path:
@@ -54,14 +56,29 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def save(out: Path, step: int, state: dict, keep: int) -> Path:
+def save(out: Path, step: int, state: dict, keep: int, branch: bool = False) -> Path:
+    """A checkpoint of step ``step`` (the newest ``keep`` kept), or with ``branch`` the kept branch point."""
     buf = io.BytesIO()
     torch.save(state, buf)
-    path = folder(out) / f"step-{step:07d}.pt"
+    path = branch_path(out, step) if branch else folder(out) / f"step-{step:07d}.pt"
     atomic_write_bytes(path, buf.getvalue())
-    for old in all_checkpoints(out)[:-keep]:
+    for old in [] if branch else all_checkpoints(out)[:-keep]:
         old.unlink(missing_ok=True)
     return path
+
+
+def branch_path(out: Path, step: int) -> Path:
+    return folder(out) / BRANCH.format(step=step)
+
+
+def load(path: Path, device: torch.device) -> dict:
+    """One checkpoint file; a missing or unreadable one is a one-line error."""
+    try:
+        return torch.load(path, map_location=device, weights_only=True)
+    except FileNotFoundError:
+        raise MupxError(f"no checkpoint at {path}") from None
+    except Exception as e:  # truncated, corrupt, or not a checkpoint
+        raise MupxError(f"{path} is not a readable checkpoint ({type(e).__name__})") from None
 
 
 def all_checkpoints(out: Path) -> list[Path]:

@@ -11,6 +11,7 @@ from .errors import MupxError
 from .models import ModelConfig
 from .optim import parse_options
 from .scaling.plan import ParamConfig
+from .schedule import Schedule
 from .tracking import TrackingConfig
 
 
@@ -38,6 +39,9 @@ class TrainConfig:
     dtype: Literal["auto", "float32", "bfloat16"]
     progress: bool
     peak_tflops: float | None
+    warmup_steps: int | None = None  # the warmup in steps (None: warmup x steps)
+    branch_from: str | None = None  # a checkpoint to continue (mupx.train: a branch); not in the run id
+    branch_points: tuple[int, ...] = ()  # steps whose checkpoint is kept for a branch; not in the run id
 
     def __post_init__(self):
         for key in ("steps", "batch", "accum", "seq_len", "eval_every", "eval_batches", "log_every", "smooth"):
@@ -60,6 +64,15 @@ class TrainConfig:
             raise MupxError(f"train.peak_tflops must be > 0 (or null), got {self.peak_tflops}")
         if self.diverge_factor <= 1:
             raise MupxError(f"train.diverge_factor must be > 1, got {self.diverge_factor}")
+        if self.warmup_steps is not None:
+            wsd = self.schedule == "wsd"
+            end = Schedule.of(self).decay_start if wsd else self.steps
+            if not 0 <= self.warmup_steps <= end:
+                raise MupxError(f"a horizon of {self.steps} steps is shorter than its warmup (train.warmup_steps "
+                                f"{self.warmup_steps})" + (f" and decay (from step {end})" if wsd else ""))  # fmt: skip
+        for step in self.branch_points:
+            if not 0 < step < self.steps:
+                raise MupxError(f"train.branch_points {list(self.branch_points)}: each must lie inside the run (0 < step < {self.steps})")
 
 
 @dataclass(frozen=True)
@@ -89,7 +102,12 @@ def result_keys(resolved: dict) -> dict:
     keyed = {k: v for k, v in resolved.items() if k not in ("device", "tracking")}
     unkeyed = ("progress", "peak_tflops", "save_final", "log_every")
     keyed["train"] = {k: v for k, v in keyed["train"].items() if k not in unkeyed}
+    for key in BRANCHING:  # a branch trains what an independent run of its horizon trains (mupx.train)
+        keyed["train"].pop(key, None)
     return keyed
+
+
+BRANCHING = ("branch_from", "branch_points")
 
 
 def load_run_config(overrides: list[str]) -> RunConfig:

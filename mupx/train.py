@@ -29,7 +29,7 @@ import shutil
 import signal
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -97,6 +97,7 @@ class Trainer:
     val_loss: float | None = None
     elapsed: float = 0.0  # wall time of earlier sessions of this run (before a resume)
     spectral: object | None = None
+    branch: dict | None = None  # {"from": checkpoint, "step": s} when this run branched off another's checkpoint
 
     @classmethod
     def build(cls, cfg: RunConfig) -> Trainer:
@@ -114,7 +115,7 @@ class Trainer:
         model = build_model(cfg.model, corpus.vocab_size, t.seq_len, plan.multipliers).to(device)
         apply_init(model, plan, torch.Generator().manual_seed(cfg.seed))
         optimizer = build_optimizer(model, plan, cfg.optimizer, cfg.options)
-        scheduler = attach(optimizer, Schedule(t.schedule, t.steps, t.warmup, t.final_lr_frac, t.decay))
+        scheduler = attach(optimizer, Schedule.of(t))
         check_against_plan(optimizer, model, plan, lr_factor=scheduler.lr_lambdas[0](0))
         engine: torch.nn.Module = torch.compile(model) if t.compile else model
         if d.active:
@@ -230,6 +231,8 @@ class Trainer:
             "first_loss": self.first_loss,
             "val_loss": self.val_loss,
             "elapsed": self.elapsed,
+            "config": result_keys(self.cfg.resolved),  # what a branch checks it differs from only in train.steps
+            "branch": self.branch,
         }
 
     def _rank_state(self) -> dict:
@@ -243,9 +246,47 @@ class Trainer:
             raise MupxError(f"checkpoint {state.get('_path')} belongs to run {state['run_id']}, not {self.cfg.run_id}")
         if state["world"] != self.dist.world:
             raise MupxError(f"checkpoint {state.get('_path')} was written by {state['world']} ranks; resume it with as many (now {self.dist.world})")
+        self._restore(state, state["scheduler"])
+        self.branch = state.get("branch")
+
+    def branch_off(self, state: dict, path: Path) -> None:
+        """Continue another run's checkpoint ``state`` (``train.branch_from``): a run that differs from this one
+        only in ``train.steps`` and whose lr schedule agrees with this one's on every step before the
+        checkpoint (a wsd run of another horizon with the same warmup in steps, checkpointed in its stable
+        phase before this run's decay starts). Everything else a step depends on — weights, optimizer state,
+        data position, RNG, loss history — is then what this run would have at that step, so it continues
+        bit-identically to training from scratch (on CPU). The scheduler keeps this run's own schedule:
+        ``LambdaLR.load_state_dict`` would copy the saved schedule (the other run's horizon) over it, so the
+        saved lr lambdas are dropped and every group's lr set by this run's schedule at the step. The μP plan
+        is checked against the optimizer there, as at step 0."""
+        if "config" not in state:
+            raise MupxError(f"--branch-from {path}: the checkpoint records no config (written before mupx branched runs)")
+        if state["world"] != self.dist.world:
+            raise MupxError(f"--branch-from {path} was written by {state['world']} ranks; branch it with as many (now {self.dist.world})")
+        differs = [d for d in config_diff(state["config"], result_keys(self.cfg.resolved)) if not d.startswith("train.steps ")]
+        if differs:
+            raise MupxError(f"--branch-from {path}: its run differs from this one in more than train.steps "
+                            f"(its -> this: {'; '.join(differs[:5])}{'; ...' if len(differs) > 5 else ''})")  # fmt: skip
+        step, mine = state["step"], Schedule.of(self.cfg.train)
+        theirs = replace(mine, steps=state["config"]["train"]["steps"])
+        if step >= mine.steps:
+            raise MupxError(f"--branch-from {path} is at step {step}, not before this run's last step ({mine.steps})")
+        bad = next((k for k in range(step) if theirs(k) != mine(k)), None)
+        if bad is not None:
+            raise MupxError(f"--branch-from {path}: the lr schedules differ at step {bad} (factor {theirs(bad):.4g} there, "
+                            f"{mine(bad):.4g} here), before its step {step}: branch off the stable phase of a wsd run "
+                            "with the same warmup in steps (train.warmup_steps)")  # fmt: skip
+        self._restore(state, {**state["scheduler"], "lr_lambdas": [None] * len(self.scheduler.lr_lambdas)})
+        factor = mine(step)
+        for group, base in zip(self.optimizer.param_groups, self.scheduler.base_lrs, strict=True):
+            group["lr"] = base * factor  # as LambdaLR sets it: base_lr * lambda(step)
+        check_against_plan(self.optimizer, self.model, self.plan, lr_factor=factor)
+        self.branch = {"from": str(path), "step": step}
+
+    def _restore(self, state: dict, scheduler: dict) -> None:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
+        self.scheduler.load_state_dict(scheduler)
         mine = state["ranks"][self.dist.rank]
         self.sampler.load_state_dict(mine["sampler"])
         checkpoint.set_rng_state(mine["rng"])
@@ -337,11 +378,12 @@ def write_start_files(trainer: Trainer, out: Path) -> None:
     atomic_write_text(out / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(trainer.cfg.resolved)))
     atomic_write_text(out / "plan.tsv", trainer.plan.to_tsv())
     atomic_write_json(out / "plan.json", trainer.plan.to_json())
-    atomic_write_json(out / "groups.json", {"step": 0, "groups": group_settings(trainer.optimizer)})
+    atomic_write_json(out / "groups.json", {"step": trainer.step, "groups": group_settings(trainer.optimizer)})
 
 
-def truncate_metrics(path: Path, step: int) -> None:
-    """Drop metric rows logged after ``step`` (they are recomputed identically after a resume)."""
+def truncate_metrics(path: Path, step: int, into: Path | None = None) -> None:
+    """Drop metric rows logged after ``step`` (they are recomputed identically after a resume); with
+    ``into``, write the rows up to ``step`` there instead (a branch starts with its trunk's rows)."""
     if path.exists():
         rows = [ln for ln in path.read_text().splitlines() if ln.strip()]
         keep = []
@@ -351,7 +393,7 @@ def truncate_metrics(path: Path, step: int) -> None:
                     keep.append(ln)
             except (ValueError, KeyError):
                 break  # a torn last line from a kill
-        atomic_write_text(path, "".join(ln + "\n" for ln in keep))
+        atomic_write_text(into or path, "".join(ln + "\n" for ln in keep))
 
 
 class StopRequest:
@@ -403,10 +445,16 @@ def _train(trainer: Trainer, out: Path, console, resume: bool) -> dict:
                 console.print(f"resumed {out} from its step-{trainer.step} checkpoint", highlight=False, soft_wrap=True)
             truncate_metrics(out / "metrics.jsonl", trainer.step)
             (out / "result.json").unlink(missing_ok=True)
-    elif main:
-        for stale in ("metrics.jsonl", "result.json"):
-            (out / stale).unlink(missing_ok=True)
-        write_start_files(trainer, out)
+    else:
+        if cfg.train.branch_from:
+            trunk = Path(cfg.train.branch_from)
+            trainer.branch_off(checkpoint.load(trunk, trainer.device), trunk)
+        if main:
+            for stale in ("metrics.jsonl", "result.json"):
+                (out / stale).unlink(missing_ok=True)
+            write_start_files(trainer, out)
+            if trainer.branch:  # the trunk's rows up to the branch point, as an independent run has them
+                truncate_metrics(trunk.parent.parent / "metrics.jsonl", trainer.step, into=out / "metrics.jsonl")
     w = cfg.tracking.wandb
     if main and w.mode != "disabled":
         try:
@@ -428,11 +476,11 @@ def _train(trainer: Trainer, out: Path, console, resume: bool) -> dict:
         else None
     )
 
-    def save_checkpoint() -> None:
+    def save_checkpoint(branch: bool = False) -> None:
         trainer.elapsed = time.perf_counter() - start
         state = trainer.state_dict()  # collective under DDP: every rank's data and RNG position
         if main:
-            checkpoint.save(out, trainer.step, state, keep=t.keep_checkpoints)
+            checkpoint.save(out, trainer.step, state, keep=t.keep_checkpoints, branch=branch)
 
     pending: list[tuple] = []  # (step, lr factor, time queued, loss, grad norm, spectral) of the unread steps
 
@@ -484,7 +532,8 @@ def _train(trainer: Trainer, out: Path, console, resume: bool) -> dict:
                 evaluate = trainer.step % t.eval_every == 0 or trainer.step == t.steps
                 save = t.checkpoint_every > 0 and trainer.step % t.checkpoint_every == 0 and trainer.step < t.steps
                 signalled = stop.signal is not None and not trainer.dist.active  # DDP ranks agree at reads
-                if not (trainer.step % t.log_every == 0 or evaluate or save or signalled):
+                branch_point = trainer.step in t.branch_points  # a shorter horizon branches off here
+                if not (trainer.step % t.log_every == 0 or evaluate or save or signalled or branch_point):
                     continue
                 rows = record()
                 if status == "completed" and evaluate:
@@ -506,6 +555,8 @@ def _train(trainer: Trainer, out: Path, console, resume: bool) -> dict:
                     )
                 if save:
                     save_checkpoint()
+                if branch_point:
+                    save_checkpoint(branch=True)
         if status == "completed" and t.save_final:
             save_checkpoint()  # the final weights: a finished run keeps what it trained
     except Exception as e:
@@ -531,6 +582,7 @@ def _write_result(out: Path, trainer: Trainer, status: str, reason: str, start: 
     wall = time.perf_counter() - start
     tail = [v for v in trainer.history[-t.smooth :] if math.isfinite(v)]
     tokens = trainer.step * trainer.tokens_per_step
+    branch_step = (trainer.branch or {}).get("step", 0)
     flops_per_token = trainer.plan.flops_per_token(t.seq_len)
     peak = peak_flops(trainer.device, t.peak_tflops)
     result = {
@@ -547,6 +599,8 @@ def _write_result(out: Path, trainer: Trainer, status: str, reason: str, start: 
         "steps": trainer.step,
         "steps_planned": t.steps,
         "tokens": tokens,
+        "tokens_trained": tokens - branch_step * trainer.tokens_per_step,  # a branch trained from its branch point
+        "branch": trainer.branch,
         "first_loss": trainer.first_loss,
         "final_train_loss": sum(tail) / len(tail) if (tail and status == "completed") else None,
         "val_loss": trainer.val_loss if status == "completed" else None,
