@@ -15,11 +15,15 @@ import typer.exceptions
 from rich.console import Console
 
 from .cli_options import (
+    AdamRules,
     ArrayParallelism,
     BaseDepth,
     BaseWidth,
     Batch,
+    Batches,
+    BatchRule,
     Cfg,
+    CompareUncorrected,
     ConfigFile,
     Data,
     Depth,
@@ -27,6 +31,7 @@ from .cli_options import (
     DryRun,
     Executor,
     GpusPerRun,
+    HorizonRule,
     Jobs,
     Lr,
     Model,
@@ -39,7 +44,10 @@ from .cli_options import (
     Seed,
     SeqLen,
     Steps,
+    StepsList,
     TimeMin,
+    Tokens,
+    TokensList,
     WandbMode,
     WandbProject,
     Width,
@@ -110,6 +118,15 @@ def train(
             show_default=False,
         ),
     ] = None,
+    branch_from: Annotated[
+        Path | None,
+        typer.Option(
+            help="start from another run's checkpoint (train.branch_from): a run that differs from it only in "
+            "train.steps and whose schedule agrees with its up to the checkpoint's step (a shorter wsd horizon, "
+            "warmup in train.warmup_steps) continues it bit-identically to training from scratch",
+            show_default=False,
+        ),
+    ] = None,
     out: Annotated[Path | None, typer.Option(help="run folder", show_default="runs/train/<run id>")] = None,
     quiet: Annotated[bool, typer.Option(help="no progress bar")] = False,
     resume: Annotated[
@@ -130,7 +147,7 @@ def train(
     overrides: Positional = None,
 ):
     """Train one GPT-2 or Llama proxy under SP or μP and write its run folder."""
-    from .config import config_file_overrides, tree_overrides, with_config
+    from .config import config_file_overrides, override_value, tree_overrides, with_config
     from .runconfig import load_run_config
     from .train import load_saved, run
 
@@ -138,10 +155,12 @@ def train(
                  batch=batch, seq_len=seq_len, seed=seed, device=device, data=data, base_width=base_width,
                  base_depth=base_depth)  # fmt: skip
     later = overrides_from(flags, set_, overrides, (wandb, wandb_mode))
+    if branch_from is not None:
+        later.append(f"train.branch_from={override_value(str(branch_from))}")
     if from_sweep is not None:
         from .transfer import sweep_train_overrides
 
-        later = sweep_train_overrides(from_sweep, flags, console) + later
+        later = sweep_train_overrides(from_sweep, flags, later, console) + later
     if resume:
         if out is None:
             raise MupxError("--resume needs --out: the run folder to continue")
@@ -297,7 +316,9 @@ def sweep(
         list[str] | None,
         typer.Option(help="extra axis key=v1,v2 (repeatable), e.g. optimizer.weight_decay=0,0.1", show_default=False),
     ] = None,
-    steps: Steps = None,
+    steps: StepsList = None,
+    tokens: TokensList = None,
+    batches: Batches = None,
     base_width: Annotated[
         int | None, typer.Option(help="μP base width", show_default="the smallest width")
     ] = None,
@@ -333,16 +354,17 @@ def sweep(
     set_: Overrides = None,
     overrides: Positional = None,
 ):
-    """LR sweeps of proxies over widths/depths (x seeds x SP/μP), run in parallel, fitted into sweep.json.
+    """LR sweeps of proxies over widths/depths/horizons/batches (x seeds x SP/μP), run in parallel, fitted into sweep.json.
 
-    Its runs keep no final weights (-s train.save_final=true keeps them)."""
+    Several horizons train warmup-stable-decay and branch the shorter ones off the longest run. Its runs
+    keep no final weights (-s train.save_final=true keeps them)."""
     from .sweep.command import print_first_run, run_sweep_command, sweep_folder, sweep_overrides
 
     root, name = sweep_folder(out, root, name)
     later = overrides_from(dict(data=data, batch=batch, seq_len=seq_len), set_, overrides, (wandb, wandb_mode))
     optimizer, model, run_overrides = sweep_overrides(config, optimizer, model, later)
     o = dict(optimizer=optimizer, model=model, widths=widths, depths=depths, lrs=lrs, seeds=seeds, param=param,
-             hp=hp or [], steps=steps, base_width=base_width, base_depth=base_depth, name=name, root=root,
+             hp=hp or [], steps=steps, tokens=tokens, batches=batches, base_width=base_width, base_depth=base_depth, name=name, root=root,
              jobs=jobs, executor=executor, runs_per_gpu=runs_per_gpu, gpus_per_run=gpus_per_run, device=device,
              tolerance=tolerance, partition=partition, time_min=time_min,
              array_parallelism=array_parallelism, dry_run=dry_run, overrides=run_overrides)  # fmt: skip
@@ -357,7 +379,15 @@ def transfer(
     from_: Annotated[Path, typer.Option("--from", help="the sweep's sweep.json (or its folder)", show_default=False)],
     width: Annotated[int, typer.Option(help="target width", show_default=False)],
     depth: Annotated[int | None, typer.Option(help="target depth", show_default="the sweep's largest")] = None,
-    steps: Annotated[int | None, typer.Option(help="steps per run", show_default="the sweep's")] = None,
+    steps: Annotated[int | None, typer.Option(help="the target's steps", show_default="the sweep's longest horizon")] = None,
+    tokens: Tokens = None,
+    batch: Annotated[
+        int | None, typer.Option(help="the target's global batch (train.batch)", show_default="the sweep's largest")
+    ] = None,
+    horizon_rule: HorizonRule = None,
+    batch_rule: BatchRule = None,
+    adam_rules: AdamRules = None,
+    compare_uncorrected: CompareUncorrected = False,
     param: Annotated[str, typer.Option(help="parameterization to transfer: mup | sp")] = "mup",
     baseline: Annotated[
         str | None, typer.Option(help="also run the same base lr under this param (sp)", show_default=False)
@@ -369,7 +399,6 @@ def transfer(
         bool, typer.Option(help="transfer even when the sweep's verdict is not 'transfers' (drifts, inconclusive)")
     ] = False,
     data: Data = None,
-    batch: Batch = None,
     seq_len: SeqLen = None,
     device: Device = None,
     jobs: Jobs = None,
@@ -389,14 +418,18 @@ def transfer(
 ):
     """Run the target with the sweep's transferred hyperparameters; writes transfer.json.
 
-    The runs use the sweep's settings, with the flags, -s and --config on top, and keep their final weights.
-    A sweep whose verdict is not 'transfers' is refused unless --force."""
+    The lr moves to the target's width and depth by μP, and to its horizon and batch by the rules (each axis
+    it extrapolates along is printed, with how far). The runs use the sweep's settings, with the flags, -s
+    and --config on top, and keep their final weights. A sweep whose verdict is not 'transfers' is refused
+    unless --force."""
     from .transfer import run_transfer_command
 
     if param not in ("mup", "sp"):
         raise MupxError(f"unknown param {param!r} (allowed: mup, sp)")
-    later = overrides_from(dict(data=data, batch=batch, seq_len=seq_len), set_, overrides, (wandb, wandb_mode))
-    o = dict(sweep=from_, width=width, depth=depth, steps=steps, param=param, baseline=baseline, verify=verify,
+    later = overrides_from(dict(data=data, seq_len=seq_len), set_, overrides, (wandb, wandb_mode))
+    o = dict(sweep=from_, width=width, depth=depth, steps=steps, tokens=tokens, batch=batch, horizon_rule=horizon_rule,
+             batch_rule=batch_rule, adam_rules=adam_rules, compare_uncorrected=compare_uncorrected, param=param,
+             baseline=baseline, verify=verify,
              force=force, config=config, overrides=later, print_config=wants_config(cfg), executor=executor,
              jobs=jobs, runs_per_gpu=runs_per_gpu, gpus_per_run=gpus_per_run, device=device, partition=partition,
              time_min=time_min, array_parallelism=array_parallelism, dry_run=dry_run)  # fmt: skip

@@ -74,6 +74,11 @@ Lr = Annotated[
     typer.Option(help="base learning rate (optimizer.lr)", show_default="config: the optimizer's, e.g. adamw 0.003"),
 ]
 Steps = Annotated[int | None, key_option("train.steps", "optimizer steps per run")]
+Tokens = Annotated[
+    str | None,
+    typer.Option(help="the target's horizon in tokens (1e9, 6.5M, 400k): steps = tokens / (--batch x seq_len)",
+                 show_default=False),
+]  # fmt: skip
 Batch = Annotated[int | None, key_option("train.batch", "sequences per optimizer step (global)")]
 SeqLen = Annotated[int | None, key_option("train.seq_len", "tokens per sequence (= model context)")]
 Seed = Annotated[int | None, key_option("seed", "seed for init and data order")]
@@ -116,6 +121,43 @@ WandbProject = Annotated[
 WandbMode = Annotated[
     str | None,
     typer.Option(help="wandb mode: online (default with --wandb) | offline (no network) | disabled", show_default=False),
+]
+
+# --- the sweep's horizons and batches, and how transfer moves the lr along them ------------------------------
+StepsList = Annotated[
+    str | None,
+    typer.Option("--steps", help="horizons: comma-separated optimizer steps per run (e.g. 100,200,400; several train "
+                 "warmup-stable-decay, the shorter branched off the longest)", show_default=configured("train.steps")),
+]  # fmt: skip
+TokensList = Annotated[
+    str | None,
+    typer.Option("--tokens", help="horizons in tokens instead of steps (e.g. 1M,2M,4M: steps = tokens / (batch x "
+                 "seq_len), so batches compare at equal tokens)", show_default=False),
+]  # fmt: skip
+Batches = Annotated[
+    str | None,
+    typer.Option(help="comma-separated global batches (sequences per step; several need --tokens)",
+                 show_default=configured("train.batch")),
+]  # fmt: skip
+def rule_option(what: str, rules: str) -> typer.models.OptionInfo:
+    """A transfer flag naming the rule that moves the lr to the target's horizon or batch."""
+    return typer.Option(help=f"how the lr moves to the target's {what}: {rules}",
+                        show_default=f"measured when the sweep varied the {what}, else none")  # fmt: skip
+
+
+HorizonRule = Annotated[
+    str | None, rule_option("horizon", "measured (the sweep's exponent) | none | power:E (lr ∝ tokens^E; -0.32: Bjorck et al. 2409.19913)")
+]
+BatchRule = Annotated[
+    str | None, rule_option("batch", "measured | none | sqrt (lr ∝ √B, Malladi et al. 2205.10287) | power:E")
+]
+AdamRules = Annotated[
+    str | None,
+    typer.Option(help="Adam-family settings moved with the batch (Marek et al. 2507.07101): beta2 (β2^(B'/B)), eps "
+                 "(ε·√(B/B')), or both: beta2,eps", show_default="off"),
+]  # fmt: skip
+CompareUncorrected = Annotated[
+    bool, typer.Option(help="also run the lr the proxies would have handed over uncorrected, to show its regret")
 ]
 
 # --- where runs execute (sweep and transfer) ------------------------------------------------------------------

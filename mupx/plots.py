@@ -13,6 +13,8 @@ import math
 
 import numpy as np
 
+from .fit import EXPONENTS, slice_points
+
 PARAM_TITLES = {"mup": "μP", "sp": "SP"}
 LINESTYLES = ("-", "--", ":", "-.")  # one per hp combination or depth
 DPI = 110
@@ -47,11 +49,30 @@ def short_hp(hp: dict | None) -> str:
                      for k, v in (hp or {}).items())  # fmt: skip
 
 
-def series_label(point: dict, depths: list[int]) -> str:
-    """'depth 4, weight_decay=0.1' for the panels that need it ('' when nothing varies)."""
+def varying(fits: dict) -> list[str]:
+    """The axes besides width whose values differ among the fits' points (depth, tokens, batch)."""
+    return [a for a in ("depth", "tokens", "batch") if len({p.get(a) for f in fits.values() for p in f["points"]}) > 1]
+
+
+def axis_text(axis: str, value) -> str:
+    """'depth 4', '1.64M tokens', 'batch 64'."""
+    if axis == "tokens":
+        from .summary import count_text
+
+        return f"{count_text(value)} tokens"
+    return f"{axis} {value}"
+
+
+def fixed_axes(entries: list[dict], axis: str) -> list[str]:
+    """The other axes whose fixed value differs between drift entries along ``axis`` (what names each line)."""
+    return [a for a in ("width", "depth", "tokens", "batch") if a != axis and len({e.get(a) for e in entries}) > 1]
+
+
+def series_label(point: dict, vary: list[str]) -> str:
+    """'depth 4, 1.64M tokens, weight_decay=0.1' for the panels that need it ('' when nothing varies;
+    ``vary``: :func:`varying`)."""
     return ", ".join(
-        ([f"depth {point['depth']}"] if len(depths) > 1 else [])
-        + ([short_hp(point.get("hp"))] if point.get("hp") else [])
+        [axis_text(a, point[a]) for a in vary] + ([short_hp(point.get("hp"))] if point.get("hp") else [])
     )
 
 
@@ -63,15 +84,15 @@ def _log2_xticks(ax) -> None:
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"$2^{{{int(v)}}}$" if v == int(v) else ""))
 
 
-def loss_vs_lr(fits: dict, widths: list[int], depths: list[int]) -> bytes:
+def loss_vs_lr(fits: dict, widths: list[int]) -> bytes:
     """Seed-mean objective (the runs' final val loss, ± seed std) against log2 lr, one line per width; per
     param a column, per (depth, hp) a row. Dashed: the fitted quadratic over its window; star with a
     horizontal bar: the optimum and its 95% interval (open star: at the grid edge); dotted vertical: the
     recommended base lr; ×: diverged lrs, at the top; hollow circle at the bottom: lrs with no finished run
     yet (pending or failed)."""
     plt = pyplot()
-    params = list(fits)
-    rows = list(dict.fromkeys(series_label(p, depths) for fit in fits.values() for p in fit["points"]))
+    params, vary = list(fits), varying(fits)
+    rows = list(dict.fromkeys(series_label(p, vary) for fit in fits.values() for p in fit["points"]))
     colors = width_colors(widths)
     fig, axes = plt.subplots(
         len(rows), len(params), figsize=(4.6 * len(params), 3.3 * len(rows)), squeeze=False, sharey="row"
@@ -80,7 +101,7 @@ def loss_vs_lr(fits: dict, widths: list[int], depths: list[int]) -> bytes:
         for r, label in enumerate(rows):
             ax = axes[r][c]
             for p in fits[param]["points"]:
-                if series_label(p, depths) == label:
+                if series_label(p, vary) == label:
                     _draw_series(ax, p, colors[p["width"]], sorted(widths).index(p["width"]))
             rec = fits[param].get("recommended")
             if rec and rec.get("log2_lr") is not None:
@@ -149,14 +170,15 @@ def _legend(ax, colors: dict) -> None:
 
 
 def optimum_vs_axis(fits: dict, axis: str, tolerance: float, widths: list[int]) -> bytes:
-    """log2 lr* against log2 width (or depth), one panel per param and one series per (other axis, hp):
-    the optima with their 95% intervals (triangles: a bound at the grid edge), the fitted drift line, and
-    the transfer zone — the band of half-width tolerance/2 around the line's midpoint, which holds the
-    line exactly when its drift over the swept range is within the tolerance. The verdicts are in the
-    legend. Along depth the colour is the width (as in the other figures); along width, the series."""
+    """log2 lr* against log2 width (or depth, tokens, batch), one panel per param and one series per (values
+    of the other axes, hp): the optima with their 95% intervals (triangles: a bound at the grid edge), the
+    fitted drift line, and, along width and depth, the transfer zone — the band of half-width tolerance/2
+    around the line's midpoint, which holds the line exactly when its drift over the swept range is within
+    the tolerance; along tokens and batch the line's slope is the measured exponent. The verdicts and
+    exponents are in the legend. Off the width axis the colour is the width (as in the other figures);
+    along width, the series."""
     plt = pyplot()
     params = [p for p in fits if fits[p]["drift"].get(axis)]
-    other = "depth" if axis == "width" else "width"
     fig, axes = plt.subplots(len(params), 1, figsize=(8.0, 2.9 * len(params)), squeeze=False, sharex=True)
     by_width, cycle = width_colors(widths), plt.get_cmap("tab10")
     for ax, param in zip(axes[:, 0], params, strict=True):
@@ -164,14 +186,12 @@ def optimum_vs_axis(fits: dict, axis: str, tolerance: float, widths: list[int]) 
         values = sorted({p[axis] for p in fits[param]["points"]})
         span = math.log2(values[-1] / values[0])
         hps = list(dict.fromkeys(short_hp(d.get("hp")) for d in entries))
+        fixed = fixed_axes(entries, axis)
         for k, d in enumerate(entries):
-            color = by_width[d["width"]] if axis == "depth" else cycle(k % 10)
-            ls = LINESTYLES[hps.index(short_hp(d.get("hp"))) % 4] if axis == "depth" else "-"
-            pts = [p for p in fits[param]["points"]
-                   if p[other] == d[other] and (p.get("hp") or {}) == (d.get("hp") or {})]  # fmt: skip
-            parts = ([f"{other} {d[other]}"] if len(entries) > 1 else []) + (
-                [short_hp(d["hp"])] if d.get("hp") else []
-            )
+            color = by_width[d["width"]] if axis != "width" else cycle(k % 10)
+            ls = LINESTYLES[hps.index(short_hp(d.get("hp"))) % 4] if axis != "width" else "-"
+            pts = slice_points(fits[param]["points"], d, axis)
+            parts = [axis_text(a, d[a]) for a in fixed] + ([short_hp(d["hp"])] if d.get("hp") else [])
             name = ", ".join(parts)
             dodge = 0.015 * span * (k - (len(entries) - 1) / 2)  # keep overlapping error bars apart
             _draw_optima(ax, pts, axis, color, "osDPXh*"[k % 7], dodge)
@@ -181,18 +201,21 @@ def optimum_vs_axis(fits: dict, axis: str, tolerance: float, widths: list[int]) 
                 y = d["intercept"] + d["slope"] * u
                 mid = y.mean()
                 band = 0.12 if len(entries) <= 2 else 0.05
-                ax.fill_between(u, mid - tolerance / 2, mid + tolerance / 2, color=color, alpha=band, lw=0)
-                ax.plot(
-                    u, y, ls, color=color, lw=1.3, label=f"{label}{d['octaves']:+.2f} oct → {d['verdict']}"
-                )
+                if axis in EXPONENTS:
+                    text = f"{label}lr* ∝ {axis}^{d['slope']:+.2f} → {d['verdict']}"
+                else:
+                    ax.fill_between(u, mid - tolerance / 2, mid + tolerance / 2, color=color, alpha=band, lw=0)
+                    text = f"{label}{d['octaves']:+.2f} oct → {d['verdict']}"
+                ax.plot(u, y, ls, color=color, lw=1.3, label=text)
             else:
                 ax.plot([], [], " ", label=f"{label}{d['verdict']}")
         ax.set_title(f"{PARAM_TITLES.get(param, param)}: lr* vs {axis}", fontsize=10)
         ax.set_ylabel("optimal lr (log2)", fontsize=8)
-        ax.set_xticks([math.log2(v) for v in values], [str(v) for v in values])
+        ax.set_xticks([math.log2(v) for v in values], [axis_text(axis, v).split(" ")[0 if axis == "tokens" else -1] for v in values])
         ax.tick_params(labelsize=7)
         ax.grid(alpha=0.25)
-        ax.fill_between([], [], color="grey", alpha=0.3, label=f"transfer zone (drift ≤ {tolerance:g} oct)")
+        if axis not in EXPONENTS:
+            ax.fill_between([], [], color="grey", alpha=0.3, label=f"transfer zone (drift ≤ {tolerance:g} oct)")
         ax.legend(fontsize=7, frameon=False, loc="center left", bbox_to_anchor=(1.02, 0.5))
     axes[-1][0].set_xlabel(f"{axis} (log scale)", fontsize=8)
     fig.tight_layout()
@@ -207,9 +230,8 @@ def headline(fits: dict, axis: str, tolerance: float, target: dict | None = None
     parameterization's fitted drift line with its verdict, and the transfer band: μP's recommended base
     lr ± tolerance/2, drawn out to the transfer target when there is one. ``target`` (optional):
     ``{"value": width or depth, "lr": transferred lr, "measured": lr* at the target or None, "interval":
-    its log2 interval or None}``. At the recommended hp; one line per value of the other axis."""
+    its log2 interval or None}``. At the recommended hp; one line per value of the other axes."""
     plt = pyplot()
-    other = "depth" if axis == "width" else "width"
     fig, ax = plt.subplots(figsize=(7.2, 4.0))
     values = sorted({p[axis] for fit in fits.values() for p in fit["points"]})
     xs = [math.log2(v) for v in values]
@@ -223,11 +245,12 @@ def headline(fits: dict, axis: str, tolerance: float, target: dict | None = None
         color = PARAM_COLORS.get(param, "grey")
         hp = (fit.get("recommended") or {}).get("hp") or {}
         entries = [d for d in fit["drift"].get(axis, []) if (d.get("hp") or {}) == hp]
+        fixed = fixed_axes(entries, axis)
         for k, d in enumerate(entries):
-            pts = [p for p in fit["points"] if p[other] == d[other] and (p.get("hp") or {}) == hp]
+            pts = slice_points(fit["points"], d, axis)
             dodge = 0.03 * (1 if param == "sp" else -1) + 0.02 * k
             _draw_optima(ax, pts, axis, color, "os"[param == "sp"], dodge)
-            where = f" ({other} {d[other]})" if len(entries) > 1 else ""
+            where = f" ({', '.join(axis_text(a, d[a]) for a in fixed)})" if fixed else ""
             ci = d.get("octaves_interval")
             text = f"{PARAM_TITLES.get(param, param)}{where}: drift {d['octaves']:+.2f} oct" if d.get("octaves") is not None else f"{PARAM_TITLES.get(param, param)}{where}"
             text += (f" (95% {ci[0]:+.2f} to {ci[1]:+.2f})" if ci else "") + f" → {d['verdict']}"

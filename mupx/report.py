@@ -27,13 +27,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import MupxError
-from .fit import fit_sweep
+from .fit import AXES, EXPONENTS, JUDGED, fit_sweep
 from .io import atomic_write_files, check_folder
-from .summary import next_step, recommendation_text
+from .summary import count_text, exponent_text, next_step, recommendation_text, reference_text
 from .sweep.grid import SweepSpec
 from .sweep.store import load_sweep_json
 
-AXES = ("width", "depth")
 MAX_LISTED = 20  # unfinished runs listed by name
 VERDICT_CLASS = {"transfers": "ok", "drifts": "bad", "inconclusive": "warn"}
 
@@ -101,23 +100,24 @@ def load_coord_checks(folder: Path) -> list[dict]:
     return out
 
 
-def best_lr_curves(folder: Path, runs: list[dict], fits: dict, depths: list[int]) -> dict[str, list[dict]]:
+def best_lr_curves(folder: Path, runs: list[dict], fits: dict) -> dict[str, list[dict]]:
     """Per param, the metrics of the best-lr (grid argmin) run of each series, lowest completed seed."""
-    from .plots import series_label
+    from .plots import series_label, varying
 
     curves: dict[str, list[dict]] = {}
+    vary = varying(fits)
     for param, fit in fits.items():
         for p in fit["points"]:
             if p.get("best_lr") is None:
                 continue
-            match = [r for r in runs if r["param"] == param and r["width"] == p["width"] and r["depth"] == p["depth"]
+            match = [r for r in runs if r["param"] == param and all(r.get(a) == p[a] for a in AXES if p[a] is not None)
                      and (r.get("hp") or {}) == (p.get("hp") or {}) and r["lr"] == p["best_lr"]
                      and r["status"] == "completed"]  # fmt: skip
             for r in sorted(match, key=lambda r: repr(r.get("seed"))):
                 rows = _metrics(folder / "runs" / r["run_id"] / "metrics.jsonl")
                 if len(rows) >= 2:
                     curves.setdefault(param, []).append({
-                        "width": p["width"], "label": series_label(p, depths), "lr": r["lr"],
+                        "width": p["width"], "label": series_label(p, vary), "lr": r["lr"],
                         "tokens": [row["tokens"] for row in rows], "loss": [row["loss"] for row in rows],
                     })  # fmt: skip
                     break
@@ -169,6 +169,15 @@ def transfer_command(folder: Path, t: dict) -> str:
     target, pred = t["target"], t.get("predicted") or {}
     args = ["mupx", "transfer", "--from", t.get("sweep") or folder / "sweep.json", "--width", target["width"], "--depth",
             target["depth"], "--steps", target["steps"], "--param", pred.get("param", "mup")]  # fmt: skip
+    if target.get("batch") and target["batch"] != (pred.get("reference") or {}).get("batch"):
+        args += ["--batch", target["batch"]]
+    rules = t.get("rules") or {}
+    flags = (("tokens", "--horizon-rule"), ("batch", "--batch-rule"))
+    args += [a for key, flag in flags if rules.get(key) for a in (flag, rules[key])]
+    if rules.get("adam"):
+        args += ["--adam-rules", ",".join(rules["adam"])]
+    if any(r.get("role") == "uncorrected" for r in t.get("runs", [])):
+        args.append("--compare-uncorrected")
     if t.get("baseline"):
         args += ["--baseline", t["baseline"]["param"]]
     verify = sum(1 for r in roles if r.startswith("verify"))
@@ -189,6 +198,9 @@ def build(folder: Path, doc: dict, spec: SweepSpec, fits: dict) -> Doc:
     out = Doc()
     runs = doc["runs"]
     widths, depths = list(spec.widths), list(spec.depths)
+    horizons = (f"horizons {', '.join(map(count_text, spec.tokens))} tokens" if spec.tokens
+                else f"{', '.join(map(str, spec.steps))} steps per run")  # fmt: skip
+    batches = f"; global batch {', '.join(map(str, spec.batches))}" if spec.batches else ""
     out.add("h1", f"mupx report: {doc['name']}")
     lrs = (
         f"{len(spec.lrs)} lrs, {spec.lrs[0]:.3g} – {spec.lrs[-1]:.3g}"
@@ -197,7 +209,7 @@ def build(folder: Path, doc: dict, spec: SweepSpec, fits: dict) -> Doc:
     )
     out.add("p", f"{spec.optimizer} on {spec.model}; parameterizations {', '.join(spec.params)}; widths "
                  f"{', '.join(map(str, widths))}; depths {', '.join(map(str, depths))}; {lrs}; {len(spec.seeds)} "
-                 f"seed(s); {spec.steps} steps per run; base width {spec.base_width}, base depth {spec.base_depth}; "
+                 f"seed(s); {horizons}{batches}; base width {spec.base_width}, base depth {spec.base_depth}; "
                  f"hp axes {_hp(spec.hp)}; drift tolerance {spec.tolerance:g} octaves.")  # fmt: skip
     machine = doc.get("machine") or {}
     out.add("p", f"Sweep updated {doc.get('updated', '?')} on {machine.get('host', '?')} "
@@ -208,7 +220,7 @@ def build(folder: Path, doc: dict, spec: SweepSpec, fits: dict) -> Doc:
     out.add("p", objective_sentence(runs))
     transfers = load_transfers(folder)
     checks = load_coord_checks(folder)
-    axis = next((a for a in AXES if any(fit["drift"].get(a) for fit in fits.values())), None)
+    axis = next((a for a in JUDGED if any(fit["drift"].get(a) for fit in fits.values())), None)
     if axis:
         out.image("headline.png", plots.headline(fits, axis, spec.tolerance, headline_target(transfers, axis)),
                   f"The optimal base lr (log2) against {axis}: μP and SP optima with their 95% intervals, each "
@@ -219,18 +231,20 @@ def build(folder: Path, doc: dict, spec: SweepSpec, fits: dict) -> Doc:
     _verdicts(out, fits, spec)
     _coord_check_warning(out, checks, spec)
     out.add("h2", "Loss against learning rate")
-    out.image("loss_vs_lr.png", plots.loss_vs_lr(fits, widths, depths),
+    out.image("loss_vs_lr.png", plots.loss_vs_lr(fits, widths),
               "Seed-mean final val loss per lr and width; dashed: quadratic fit; star: optimum with 95% "
               "interval; dotted: the recommended base lr; ×: diverged; hollow circle: pending or failed.")  # fmt: skip
     _grid(out, runs)
     for axis in AXES:
         if any(fit["drift"].get(axis) for fit in fits.values()):
+            zone = "its slope, the measured exponent" if axis in EXPONENTS else "the transfer zone"
             out.image(f"optimum_vs_{axis}.png", plots.optimum_vs_axis(fits, axis, spec.tolerance, widths),
                       f"log2 lr* against log2 {axis} with 95% intervals (triangles: bounds at the grid edge), "
-                      f"the fitted drift line and the transfer zone.")  # fmt: skip
+                      f"the fitted drift line and {zone}.")  # fmt: skip
+    _budget(out, fits, transfers, doc.get("cost"))
     out.add("h2", "Optimum per width")
     _optima(out, fits)
-    curves = best_lr_curves(folder, runs, fits, depths)
+    curves = best_lr_curves(folder, runs, fits)
     if curves:
         out.add("h2", "Training curves")
         out.image("training_curves.png", plots.training_curves(curves, widths),
@@ -290,14 +304,19 @@ def _grid(out: Doc, runs: list[dict]) -> None:
     how many diverged / are pending."""
     for param in sorted({r["param"] for r in runs}):
         mine = [r for r in runs if r["param"] == param]
-        cols = sorted({(r["width"], r["depth"], _hp(r.get("hp"))) for r in mine})
-        many_depths, any_hp = len({c[1] for c in cols}) > 1, any(c[2] != "–" for c in cols)
-        head = ["lr"] + [f"w{w}" + (f" d{d}" if many_depths else "") + (f" {h}" if any_hp else "") for w, d, h in cols]
+        def col(r: dict) -> tuple:
+            return (r["width"], r["depth"], r.get("tokens") or 0, r.get("batch") or 0, _hp(r.get("hp")))
+
+        cols = sorted({col(r) for r in mine})
+        many = [len({c[i] for c in cols}) > 1 for i in range(4)]
+        any_hp = any(c[4] != "–" for c in cols)
+        head = ["lr"] + [f"w{w}" + (f" d{d}" if many[1] else "") + (f" {count_text(t)} tok" if many[2] else "")
+                         + (f" b{b}" if many[3] else "") + (f" {h}" if any_hp else "") for w, d, t, b, h in cols]  # fmt: skip
         rows = []
         for lr in sorted({r["lr"] for r in mine}):
             row = [_lr(lr)]
-            for w, d, h in cols:
-                cell = [r for r in mine if r["lr"] == lr and (r["width"], r["depth"], _hp(r.get("hp"))) == (w, d, h)]
+            for c in cols:
+                cell = [r for r in mine if r["lr"] == lr and col(r) == c]
                 row.append(_grid_cell(cell))
             rows.append(row)
         out.add("p", f"Every {param} run (seed-mean objective, seeds in brackets; div: diverged):")
@@ -345,11 +364,13 @@ def _verdicts(out: Doc, fits: dict, spec: SweepSpec) -> None:
     rows = []
     for param, fit in fits.items():
         for axis in AXES:
-            other = "depth" if axis == "width" else "width"
-            for d in fit["drift"].get(axis, []):
+            entries = fit["drift"].get(axis, [])
+            shown = [a for a in AXES if a != axis and (a in JUDGED or len({e.get(a) for e in entries}) > 1)]
+            for d in entries:
                 iv = d.get("octaves_interval")
+                at = ", ".join(f"{a} {count_text(d[a]) if a == 'tokens' else d[a]}" for a in shown if a in d)
                 rows.append([
-                    param, axis, f"{other} {d[other]}", _hp(d.get("hp")), _oct(d.get("octaves")),
+                    param, axis, at, _hp(d.get("hp")), _oct(d.get("octaves")),
                     f"{iv[0]:+.2f} to {iv[1]:+.2f}" if iv else "–", d["verdict"], d.get("reason") or "",
                 ])  # fmt: skip
     if rows:
@@ -361,7 +382,8 @@ def _verdicts(out: Doc, fits: dict, spec: SweepSpec) -> None:
     else:
         out.add("p", "No drift: the sweep has a single width and depth.")
     out.add(
-        "p", f"Drift = change of log2 lr* over the swept range; it transfers when |drift| ≤ {tol:g} octaves."
+        "p", f"Drift = change of log2 lr* over the swept range; along width and depth it transfers when |drift| ≤ "
+        f"{tol:g} octaves; along tokens and batch lr* is expected to move, and the slope is measured, not judged."
     )
     rows = []
     for param, fit in fits.items():
@@ -377,6 +399,7 @@ def _verdicts(out: Doc, fits: dict, spec: SweepSpec) -> None:
 
 def _optima(out: Doc, fits: dict) -> None:
     rows = []
+    swept = [a for a in EXPONENTS if len({p.get(a) for f in fits.values() for p in f["points"]}) > 1]
     for param, fit in fits.items():
         for p in fit["points"]:
             edge = f"at {p['edge']} edge" if p.get("at_edge") else ""
@@ -384,7 +407,7 @@ def _optima(out: Doc, fits: dict) -> None:
                 f", {p['n_missing']} pending/failed" if p["n_missing"] else ""
             )
             rows.append([
-                param, str(p["width"]), str(p["depth"]), _hp(p.get("hp")), _lr(p.get("lr_star")),
+                param, str(p["width"]), str(p["depth"]), *(count_text(p[a]) for a in swept), _hp(p.get("hp")), _lr(p.get("lr_star")),
                 _lr_interval(p.get("interval")), p["method"] + (f" ({edge})" if edge else ""), _lr(p.get("best_lr")),
                 _loss(p.get("best_loss")), runs, p.get("note") or "",
             ])  # fmt: skip
@@ -394,6 +417,7 @@ def _optima(out: Doc, fits: dict) -> None:
             "param",
             "width",
             "depth",
+            *swept,
             "hp",
             "lr*",
             "95% interval",
@@ -411,25 +435,64 @@ def _transfers(out: Doc, transfers: list[dict]) -> None:
     rows = []
     for t in transfers:
         if "error" in t:
-            rows.append([t["folder"], f"unreadable transfer.json ({t['error']})", *(["–"] * 7)])
+            rows.append([t["folder"], f"unreadable transfer.json ({t['error']})", *(["–"] * 8)])
             continue
         target, pred = t["target"], t.get("predicted") or {}
         regret, base = t.get("regret"), t.get("baseline")
         loss = _loss(t["loss"]) if t.get("loss") is not None else t.get("status", "–")
         base_loss = (_loss(base["loss"]) if base["loss"] is not None else base["status"]) if base else "–"
+        u = t.get("uncorrected") or {}
         rows.append([
-            t["folder"], f"w{target['width']} d{target['depth']}, {target['steps']} steps", pred.get("param", "–"),
-            _lr(pred.get("lr")), _lr(pred.get("extrapolated_lr")), loss,
+            t["folder"], f"w{target['width']} d{target['depth']}, {target['steps']} steps"
+            + (f" of batch {target['batch']} ({count_text(target.get('tokens'))} tokens)" if target.get("batch") else ""),
+            pred.get("param", "–"), _lr(pred.get("lr")), _lr(pred.get("extrapolated_lr")), loss,
             f"{regret['value']:+.4f} (best lr {_lr(regret['best_lr'])})" if regret else "–",
+            f"{_lr(u.get('lr'))}" + (f": regret {u['regret']:+.4f}" if u.get("regret") is not None else ""),
             f"{base['param']}: {base_loss}" if base else "–",
             f"{base['gain']:+.4f}" if base and base.get("gain") is not None else "–",
         ])  # fmt: skip
     out.add("table", ["transfer", "target", "param", "predicted lr", "extrapolated lr", "loss", "regret",
-                      "baseline loss", "gain over baseline"], rows)  # fmt: skip
-    out.add("p", "Predicted lr: the sweep's recommended base lr, which the transfer ran; extrapolated: the drift "
-                 "line's value at the target, for comparison. Regret = loss at the transferred lr − best loss "
+                      "uncorrected proxy lr", "baseline loss", "gain over baseline"], rows)  # fmt: skip
+    out.add("p", "Predicted lr: the sweep's recommended base lr moved to the target's horizon and batch by the "
+                 "transfer's rules, which the transfer ran; uncorrected: the recommendation unmoved; extrapolated: the "
+                 "drift plane's value at the target, for comparison. Regret = loss at the transferred lr − best loss "
                  "among the verification lrs (≥ 0; small is good). Gain = baseline loss − transferred loss at the "
                  "same base lr (> 0: the transfer wins).")  # fmt: skip
+
+
+def _budget(out: Doc, fits: dict, transfers: list[dict], cost: dict | None) -> None:
+    """The horizon and batch: the plane's exponents with their intervals, each transfer's prediction at its
+    target with its interval, and what branched horizons saved."""
+    rows = []
+    for param, fit in fits.items():
+        rec = fit.get("recommended") or {}
+        for axis, e in (rec.get("plane") or {}).items():
+            if axis in EXPONENTS:
+                rows.append([param, axis, exponent_text(axis, e), e["verdict"], e.get("reason") or ""])
+    if not rows:
+        return
+    out.add("h2", "Horizon and batch")
+    out.add("p", "One plane through the optima, log2 lr* = c + Σ slope · log2(axis) over width, depth, tokens and "
+                 "batch: along tokens and batch its slopes are exponents (μP references: lr* ∝ D^−0.32 in the horizon, "
+                 "Bjorck et al. 2409.19913; lr ∝ √B for Adam in the SDE view, Malladi et al. 2205.10287).")  # fmt: skip
+    out.add("table", ["param", "axis", "exponent (95% interval)", "verdict", "reason"], rows)
+    for param, fit in fits.items():
+        rec = fit.get("recommended") or {}
+        if rec.get("lr"):
+            out.add("p", f"{param}: the recommendation is at the reference{reference_text(rec.get('reference') or {})}.")
+    for t in transfers:
+        pred = t.get("predicted") or {}
+        if "error" in t or not pred.get("axes"):
+            continue
+        iv = pred.get("interval")
+        moved = "; ".join(f"{a}: {x['rule']} {x['shift_octaves']:+.2f} octaves" for a, x in pred["axes"].items() if a in EXPONENTS)
+        out.add("p", f"{t['folder']}: predicted base lr {_lr(pred['lr'])} (95% {_lr_interval(iv)}) for "
+                     f"{count_text(t['target'].get('tokens'))} tokens at batch {t['target'].get('batch')} ({moved}); "
+                     f"uncorrected proxy lr {_lr(pred.get('uncorrected_lr'))}.")  # fmt: skip
+    if cost and cost.get("ratio") is not None:
+        out.add("p", f"Branched horizons trained {count_text(cost['tokens_trained'])} tokens for runs that train "
+                     f"{count_text(cost['tokens_independent'])} independently ({cost['ratio']:.2f}x; {cost['branched_runs']} "
+                     "runs branched off a longer run's stable phase).")  # fmt: skip
 
 
 def _coord_checks(out: Doc, checks: list[dict]) -> None:

@@ -46,4 +46,29 @@ def next_step(fits: dict, folder: Path, transfers: list[dict] = ()) -> str:
         target = max(done, key=lambda t: (t["target"]["width"], t["target"]["depth"]))["target"]
         return (f"mupx train --from-sweep {folder / 'sweep.json'} --width {target['width']} --depth "
                 f"{target['depth']} --steps <your target's steps>")  # fmt: skip
-    return f"mupx transfer --from {folder} --width <target width> --baseline sp --verify 2"
+    budget = "".join(f" --{flag} <target {flag}>" for axis, flag in (("tokens", "tokens"), ("batch", "batch")) if verdicts.get(axis))
+    return f"mupx transfer --from {folder} --width <target width>{budget} --baseline sp --verify 2"
+
+
+def count_text(n) -> str:
+    """1638400 -> '1.64M' (tokens and batches as a researcher reads them)."""
+    if not isinstance(n, (int, float)):
+        return "-"
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(n) >= scale:
+            return f"{n / scale:.3g}{unit}"
+    return f"{n:g}"
+
+
+def exponent_text(axis: str, e: dict) -> str:
+    """'lr* ∝ tokens^-0.31 (95% -0.45 to -0.17)' of a plane's slope along tokens or batch."""
+    iv = e.get("slope_interval")
+    return f"lr* ∝ {axis}^{e['slope']:+.2f}" + (f" (95% {iv[0]:+.2f} to {iv[1]:+.2f})" if iv else " (no interval)")
+
+
+def reference_text(ref: dict) -> str:
+    """' for 6.55M tokens at batch 64': the horizon and batch a recommendation is at."""
+    parts = ([f"{count_text(ref['tokens'])} tokens"] if ref.get("tokens") else []) + (
+        [f"batch {ref['batch']}"] if ref.get("batch") else []
+    )
+    return " for " + " at ".join(parts) if parts else ""

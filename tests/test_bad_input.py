@@ -286,6 +286,16 @@ def _(tmp, request, mp):
     return train(tmp, "--from-sweep", copy_sweep(tmp, request), "--optimizer", "muon")
 
 
+@case("train --branch-from <a missing checkpoint>", "no checkpoint at", "nope.pt")
+def _(tmp, request, mp):
+    return train(tmp, "--branch-from", tmp / "nope.pt")
+
+
+@case("train with a horizon shorter than the warmup", "a horizon of 3 steps is shorter than its warmup (train.warmup_steps 5)")
+def _(tmp, request, mp):
+    return train(tmp, "--steps", "3", "-s", "train.warmup_steps=5")
+
+
 # rules ---------------------------------------------------------------------------------------------------
 @case("rules --optimizer soap --width 2048 -s optimizer.max_precond_dim=4096 (the rule changes form)", "changes form between the base shape 512x128",
       "(update soap, lr ∝ 1, eps ∝ fan_in^0.5·fan_out^-0.5·depth^-1·blocks^-0.5)",
@@ -529,6 +539,53 @@ def _(tmp, request, mp):
             "--steps", "3", "--jobs", "2"]  # fmt: skip
 
 
+@case("sweep --steps with a horizon shorter than the warmup", "a horizon of 8 steps is shorter than its warmup "
+      "(train.warmup_steps 10) and decay (from step 6)")  # fmt: skip
+def _(tmp, request, mp):
+    return sweep(tmp, "--widths", "32", "--lrs", "1e-3", "--steps", "8,32", "-s", "train.warmup_steps=10")
+
+
+@case("sweep --batches with one not divisible by ranks x accum", "train.batch 6 (global sequences per step) is not "
+      "divisible by 1 rank(s) x train.accum 4")  # fmt: skip
+def _(tmp, request, mp):
+    sets_ = [a for o in SWEEP_TINY if not o.startswith("train.batch=") for a in ("-s", o)]
+    return ["sweep", "--root", tmp, "--name", "bad", *sets_, "--widths", "32", "--lrs", "1e-3", "--tokens", "768",
+            "--batches", "4,6", "-s", "train.accum=4"]  # fmt: skip
+
+
+@case("sweep --steps 16,8 (not increasing)", "--steps '16,8' must be increasing without repeats")
+def _(tmp, request, mp):
+    return sweep(tmp, "--widths", "32", "--lrs", "1e-3", "--steps", "16,8")
+
+
+@case("sweep --steps and --tokens", "give the horizons as --steps or as --tokens, not both")
+def _(tmp, request, mp):
+    return sweep(tmp, "--widths", "32", "--lrs", "1e-3", "--steps", "8,16", "--tokens", "1M,2M")
+
+
+@case("sweep --tokens not a whole number of steps", "--tokens 1000 is not a whole number of steps at batch 4 x "
+      "seq_len 32 (128 tokens per step): e.g. 896 or 1024")  # fmt: skip
+def _(tmp, request, mp):
+    return sweep(tmp, "--widths", "32", "--lrs", "1e-3", "--tokens", "1000,2048")
+
+
+@case("sweep --batches with a horizon in steps", "--batches 2,4 with a horizon in steps", "give the horizon in tokens (--tokens)")
+def _(tmp, request, mp):
+    sets_ = [a for o in SWEEP_TINY if not o.startswith("train.batch=") for a in ("-s", o)]
+    return ["sweep", "--root", tmp, "--name", "bad", *sets_, "--widths", "32", "--lrs", "1e-3", "--batches", "2,4"]
+
+
+@case("sweep --batches with -s train.batch", "--batches and train.batch=4 (--batch or -s): give the batches with --batches")
+def _(tmp, request, mp):
+    return sweep(tmp, "--widths", "32", "--lrs", "1e-3", "--tokens", "1024", "--batches", "2,4")
+
+
+@case("sweep over horizons with -s train.schedule=cosine", "train.schedule=cosine: a sweep over several horizons trains "
+      "warmup-stable-decay")  # fmt: skip
+def _(tmp, request, mp):
+    return sweep(tmp, "--widths", "32", "--lrs", "1e-3", "--steps", "8,16", "-s", "train.schedule=cosine")
+
+
 @case("sweep batch not divisible by accum", "train.batch 6", "train.accum 4")
 def _(tmp, request, mp):
     return sweep(tmp, "--widths", "32", "--lrs", "1e-3", "--steps", "1", "--jobs", "1",
@@ -619,6 +676,39 @@ def _(tmp, request, mp):
         return folder
 
     return transfer(tmp, request, sweep_json=bound)
+
+
+@case("transfer --horizon-rule measured to another horizon of a one-horizon sweep", "--horizon-rule measured: the sweep "
+      "did not vary the horizon (its runs all train at tokens 384)", "the target is at tokens 1.54k",
+      "sweep --steps or --tokens over it, or choose --horizon-rule none | power:-0.32")  # fmt: skip
+def _(tmp, request, mp):
+    return transfer(tmp, request, "--steps", "12", "--horizon-rule", "measured", "--force")
+
+
+@case("transfer --batch not divisible by ranks x accum", "train.batch 6 (global sequences per step) is not divisible by "
+      "1 rank(s) x train.accum 4")  # fmt: skip
+def _(tmp, request, mp):
+    return transfer(tmp, request, "--batch", "6", "-s", "train.accum=4", "--force")
+
+
+@case("transfer to a horizon shorter than the warmup", "a horizon of 2 steps is shorter than its warmup (train.warmup_steps 3)")
+def _(tmp, request, mp):
+    return transfer(tmp, request, "--steps", "2", "-s", "train.warmup_steps=3", "--force")
+
+
+@case("transfer --steps and --tokens", "give the target's horizon as --steps or as --tokens, not both")
+def _(tmp, request, mp):
+    return transfer(tmp, request, "--steps", "12", "--tokens", "1536")
+
+
+@case("transfer --batch-rule cubic", "unknown --batch-rule 'cubic' (allowed: measured, none, sqrt, power:E)")
+def _(tmp, request, mp):
+    return transfer(tmp, request, "--batch-rule", "cubic")
+
+
+@case("transfer --adam-rules beta3", "unknown --adam-rules 'beta3' (allowed: beta2, eps)")
+def _(tmp, request, mp):
+    return transfer(tmp, request, "--adam-rules", "beta3")
 
 
 @case("transfer --executor pbs", "unknown --executor 'pbs' (allowed: local, slurm)")

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from mupx.errors import MupxError
-from mupx.fit import fit_series, fit_sweep, predict_log2_lr, t975
+from mupx.fit import estimate, fit_series, fit_sweep, t975
 
 HALF = np.arange(-12.0, -1.9, 0.5)  # a half-octave lr grid, 2^-12 … 2^-2
 
@@ -94,8 +94,8 @@ def test_mup_transfers_and_sp_drifts():
         and rec["interval"][0] < rec["log2_lr"] < rec["interval"][1]
     )
     assert rec["lr"] == pytest.approx(2.0 ** rec["log2_lr"]) and rec["hp"] == {} and rec["at_edge"] == []
-    assert predict_log2_lr(fits["mup"], 4096, 4) == pytest.approx(-7.0, abs=0.3)
-    assert predict_log2_lr(fits["sp"], 4096, 4) == pytest.approx(sp_opt(4096, 4), abs=0.3)
+    assert estimate(fits["mup"], {"width": 4096, "depth": 4})["log2_lr"] == pytest.approx(-7.0, abs=0.3)
+    assert estimate(fits["sp"], {"width": 4096, "depth": 4})["log2_lr"] == pytest.approx(sp_opt(4096, 4), abs=0.3)
     strict_json(fits)
 
 
@@ -205,7 +205,7 @@ def test_all_diverged_series():
         everything["mup"]["recommended"] is None and everything["mup"]["verdict"]["width"] == "inconclusive"
     )
     with pytest.raises(MupxError, match="no optimum"):
-        predict_log2_lr(everything["mup"], 1024, 4)
+        estimate(everything["mup"], {"width": 1024, "depth": 4})
     strict_json(everything)
 
 
@@ -263,7 +263,7 @@ def test_depth_drift():
     assert fits["mup"]["verdict"] == {"width": "transfers", "depth": "drifts"}
     pred = fits["mup"]["recommended"]["predict"]
     assert pred["slope_depth"] == pytest.approx(-0.5, abs=0.1) and abs(pred["slope_width"]) < 0.1
-    assert predict_log2_lr(fits["mup"], 1024, 32) == pytest.approx(-6.0 - 2.5, abs=0.4)
+    assert estimate(fits["mup"], {"width": 1024, "depth": 32})["log2_lr"] == pytest.approx(-6.0 - 2.5, abs=0.4)
     strict_json(fits)
 
 

@@ -81,6 +81,7 @@ def test_transfer_refuses_a_bound_then_runs_with_force_and_reports_in_words(low)
     lines = [" ".join(line.split()) for line in out.splitlines()]
     assert lines[0].startswith("sweep verdict (mup)")
     assert lines[1].startswith("transferring base lr ≥ 0.0004") and "at base width 32, depth 2" in lines[1]
+    assert any(line.startswith("warning: batch: the target is at 8 and every proxy at 4") for line in lines), out
     doc = json.loads((folder / "transfer-w64-d2" / "transfer.json").read_text())
     for r in doc["runs"]:  # each run's log, named before it ran
         log = folder / "transfer-w64-d2" / "logs" / f"{r['run_id']}.log"

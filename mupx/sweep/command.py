@@ -18,7 +18,7 @@ from ..cli_options import EXECUTORS, config_defaults, print_config
 from ..config import compose, config_file_overrides, split_override, to_dict, with_config
 from ..errors import MupxError, MupxFailure, choose
 from ..io import check_folder
-from ..summary import lr_text, next_step, recommendation_text
+from ..summary import count_text, exponent_text, lr_text, next_step, recommendation_text, reference_text
 from .executors import LocalExecutor, Task, visible_gpus
 from .grid import (
     AXIS_KEYS,
@@ -27,6 +27,7 @@ from .grid import (
     SweepSpec,
     auto_center,
     check_overrides,
+    parse_counts,
     parse_hp,
     parse_ints,
     parse_lrs,
@@ -57,27 +58,83 @@ def build_spec(o: dict) -> SweepSpec:
         raise choose("--param", o["param"], PARAMS)
     if o["seeds"] < 1:
         raise MupxError(f"--seeds must be >= 1, got {o['seeds']}")
-    if o["steps"] is not None and o["steps"] < 1:
-        raise MupxError(f"--steps must be >= 1, got {o['steps']}")
     if not 0 < o["tolerance"]:
         raise MupxError(f"--tolerance must be > 0 octaves, got {o['tolerance']}")
     widths = parse_ints(o["widths"], "--widths")
     base = to_dict(compose([f"model={o['model']}", f"optimizer={o['optimizer']}", *o["overrides"]]))
     depths = parse_ints(o["depths"], "--depths") if o["depths"] else [base["model"]["depth"]]
     lrs = parse_lrs(o["lrs"])
-    name = o["name"] or f"{o['optimizer']}-{o['param']}-w{'-'.join(map(str, widths))}" + (
-        f"-d{'-'.join(map(str, depths))}" if len(depths) > 1 else ""
-    )
+    steps, tokens, batches = horizons_and_batches(o, base["train"])
+    name = o["name"] or f"{o['optimizer']}-{o['param']}-w{'-'.join(map(str, widths))}" + "".join(
+        f"-{tag}{'-'.join(map(str, values))}" for tag, values in (("d", depths), ("n", steps), ("t", tokens), ("b", batches))
+        if len(values) > 1
+    )  # fmt: skip
     if not name or "/" in name or name.startswith("."):
         raise MupxError(f"--name {name!r} must be a plain folder name")
     return SweepSpec(
         name=name, model=o["model"], optimizer=o["optimizer"], params=tuple(PARAMS[o["param"]]),
         widths=tuple(widths), depths=tuple(depths), lrs=tuple(lrs) if lrs is not None else None,
         seeds=tuple(range(o["seeds"])), hp=parse_hp(o["hp"]), base_width=o["base_width"] or widths[0],
-        base_depth=o["base_depth"] or depths[0], steps=o["steps"] or base["train"]["steps"],
+        base_depth=o["base_depth"] or depths[0], steps=tuple(steps), tokens=tuple(tokens), batches=tuple(batches),
+        seq_len=base["train"]["seq_len"], warmup_steps=shared_warmup(o, base["train"], steps, tokens, batches),
         overrides=tuple(o["overrides"]), tolerance=o["tolerance"],
         auto=AutoLR(center=auto_center(o["lrs"], float(base["optimizer"]["lr"]))) if lrs is None else None,
     )  # fmt: skip
+
+
+def user_value(overrides: list[str], key: str) -> str | None:
+    """The value the last of ``overrides`` gives ``key`` (None: none sets it)."""
+    values = [split_override(ov)[1] for ov in overrides if split_override(ov)[0].lstrip("+~") == key]
+    return values[-1] if values else None
+
+
+def horizons_and_batches(o: dict, train: dict) -> tuple[list[int], list[int], list[int]]:
+    """The horizons in steps (``--steps``, default the config's) or in tokens (``--tokens``) and the global
+    batches (``--batches``, default the config's ``train.batch``), checked: each batch divisible by the ranks
+    of a run (``--gpus-per-run``) × ``train.accum``, each token horizon a whole number of steps at every
+    batch, and several batches only at equal tokens."""
+    if o.get("tokens") and o.get("steps"):
+        raise MupxError("give the horizons as --steps or as --tokens, not both")
+    if o.get("batches") and user_value(o["overrides"], "train.batch") is not None:
+        raise MupxError(f"--batches and train.batch={user_value(o['overrides'], 'train.batch')} (--batch or -s): give the batches with --batches")
+    tokens = parse_counts(o["tokens"], "--tokens") if o.get("tokens") else []
+    steps = parse_ints(o["steps"], "--steps") if o.get("steps") else ([] if tokens else [train["steps"]])
+    batches = parse_ints(o["batches"], "--batches") if o.get("batches") else [train["batch"]]
+    if len(batches) > 1 and not tokens:
+        raise MupxError(f"--batches {o['batches']} with a horizon in steps: each batch would train a different number of "
+                        "tokens, so the fit could not tell the batch from the horizon; give the horizon in tokens (--tokens)")  # fmt: skip
+    ranks = o.get("gpus_per_run") or 1
+    for b in batches:
+        check_batch(b, ranks, train["accum"])
+        for t in tokens:
+            per_step = b * train["seq_len"]
+            if t % per_step:
+                lower = max(per_step, t // per_step * per_step)
+                raise MupxError(f"--tokens {t} is not a whole number of steps at batch {b} x seq_len {train['seq_len']} "
+                                f"({per_step} tokens per step): e.g. {lower} or {lower + per_step}")  # fmt: skip
+    return steps, tokens, batches
+
+
+def check_batch(batch: int, ranks: int, accum: int) -> None:
+    """A global batch is split over the ranks of a run and its accumulation micro-batches."""
+    if batch % (ranks * accum):
+        raise MupxError(f"train.batch {batch} (global sequences per step) is not divisible by {ranks} rank(s) x "
+                        f"train.accum {accum}")  # fmt: skip
+
+
+def shared_warmup(o: dict, train: dict, steps: list[int], tokens: list[int], batches: list[int]) -> int | None:
+    """A horizon sweep's one warmup in steps (``train.warmup_steps``, or ``train.warmup`` of its shortest run;
+    each run's config checks that it ends before the run's decay); None for one horizon. Such a sweep trains
+    warmup-stable-decay: another ``train.schedule`` is refused."""
+    if len(steps or tokens) < 2:
+        return None
+    schedule = user_value(o["overrides"], "train.schedule")
+    if schedule not in (None, "wsd"):
+        raise MupxError(f"train.schedule={schedule}: a sweep over several horizons trains warmup-stable-decay "
+                        "(train.schedule=wsd), so that the shorter horizons branch off the longest; sweep one horizon at a time for another schedule")  # fmt: skip
+    runs = [n for b in batches for n in ([t // (b * train["seq_len"]) for t in tokens] if tokens else steps)]
+    warmup = train.get("warmup_steps")
+    return round(train["warmup"] * min(runs)) if warmup is None else warmup
 
 
 def sweep_folder(out: Path | None, root: Path | None, name: str | None) -> tuple[Path, str | None]:
@@ -162,7 +219,7 @@ def print_first_run(o: dict) -> None:
     series = spec.series()[0]
     lr = spec.lrs[0] if spec.lrs is not None else spec.auto.center
     resolved = to_dict(compose(spec.overrides_for(*series, lr, spec.seeds[0])))
-    print_config(resolved, f"the first run of sweep {spec.name}; the others differ in width, depth, lr, seed, param, --hp")
+    print_config(resolved, f"the first run of sweep {spec.name}; the others differ in width, depth, horizon, batch, lr, seed, param, --hp")
 
 
 def run_sweep_command(o: dict, console: Console) -> dict:
@@ -221,8 +278,9 @@ def _best(records: list[dict]) -> str:
 
 
 def print_fits(doc: dict, console: Console) -> None:
+    swept = [a for a in ("tokens", "batch") if len({p.get(a) for fit in doc["fits"].values() for p in fit["points"]}) > 1]
     table = Table(title=f"{doc['name']}: optimum per width", header_style="bold")
-    for c in ("param", "width", "depth", "hp", "lr*", "95% interval (lr)", "at edge", "best loss"):
+    for c in ("param", "width", "depth", *swept, "hp", "lr*", "95% interval (lr)", "at edge", "best loss"):
         table.add_column(c)
     for param, fit in doc["fits"].items():
         for p in fit["points"]:
@@ -231,20 +289,31 @@ def print_fits(doc: dict, console: Console) -> None:
             lr = lr_text(p["lr_star"], p.get("edge") if p.get("at_edge") else None) if p.get("lr_star") else "-"
             best = f"{p['best_loss']:.4f}" if p.get("best_loss") is not None else "-"
             hp = ",".join(f"{k}={v}" for k, v in (p.get("hp") or {}).items()) or "-"
-            table.add_row(
-                param, str(p["width"]), str(p["depth"]), hp, lr, text, "yes" if p.get("at_edge") else "", best
-            )
+            table.add_row(param, str(p["width"]), str(p["depth"]), *(count_text(p[a]) for a in swept), hp, lr, text,
+                          "yes" if p.get("at_edge") else "", best)  # fmt: skip
     console.print(table)
     for param, fit in doc["fits"].items():
-        for axis in ("width", "depth"):
-            for d in fit.get("drift", {}).get(axis, []):
+        for axis, entries in fit.get("drift", {}).items():
+            for d in entries:
                 console.print(
                     f"{param} drift over {axis} {d.get('range')}: {_num(d.get('octaves'))} octaves -> [bold]{d.get('verdict')}[/] ({d.get('reason', '')})"
                 )
         rec = fit.get("recommended")
         if rec and rec.get("lr"):
+            for axis, e in rec.get("plane", {}).items():
+                if axis in ("tokens", "batch"):
+                    console.print(f"{param} {exponent_text(axis, e)} (one plane over {', '.join(rec['plane'])})",
+                                  highlight=False, soft_wrap=True)  # fmt: skip
             base = {"base_width": doc["spec"]["base_width"], "base_depth": doc["spec"]["base_depth"]}
-            console.print(f"{param} recommended {recommendation_text({**rec, **base})}", highlight=False, soft_wrap=True)
+            at = reference_text(rec.get("reference") or {}) if swept else ""
+            console.print(f"{param} recommended {recommendation_text({**rec, **base})}{at}", highlight=False, soft_wrap=True)
+    cost = doc.get("cost")
+    if cost and cost.get("ratio") is not None:
+        console.print(
+            f"branched horizons: {count_text(cost['tokens_trained'])} tokens trained for runs that train "
+            f"{count_text(cost['tokens_independent'])} independently ({cost['ratio']:.2f}x, {cost['branched_runs']} runs branched)",
+            highlight=False, soft_wrap=True,
+        )  # fmt: skip
 
 
 def _num(x) -> str:

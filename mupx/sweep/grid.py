@@ -1,5 +1,13 @@
-"""The sweep grid: widths × depths × learning rates × extra hyperparameters × seeds × parameterizations,
-expanded into one Hydra override list (and so one stable run id) per run."""
+"""The sweep grid: widths × depths × horizons × batches × learning rates × extra hyperparameters × seeds ×
+parameterizations, expanded into one Hydra override list (and so one stable run id) per run.
+
+A horizon is a number of optimizer steps (``--steps``) or of tokens (``--tokens``: steps = tokens / (global
+batch × sequence length), so batches are compared at equal tokens); the batch is the global batch
+(``train.batch``, ``--batches``). A sweep over two or more horizons trains warmup-stable-decay
+(``train.schedule=wsd``, Hägele et al. 2405.18392) with one warmup in steps for every horizon
+(``train.warmup_steps``), so that each shorter horizon can branch off the longest one's stable phase
+(:mod:`mupx.sweep.runner`).
+"""
 
 from __future__ import annotations
 
@@ -24,6 +32,24 @@ def parse_ints(text: str, flag: str) -> list[int]:
         ) from None
     if not values or any(v <= 0 for v in values):
         raise MupxError(f"{flag} {text!r} must list positive integers (e.g. 64,128,256)")
+    if values != sorted(set(values)):
+        raise MupxError(f"{flag} {text!r} must be increasing without repeats")
+    return values
+
+
+def parse_counts(text: str, flag: str) -> list[int]:
+    """Token counts: '1048576', '1e6', '1.5M', '400k', '2^20' (k, M, G: 10^3, 10^6, 10^9), comma-separated;
+    whole, positive, increasing."""
+    _no_empty_items(text, flag, "1M,4M")
+    values = []
+    for item in text.split(","):
+        t = item.strip()
+        scale = {"k": 1e3, "K": 1e3, "M": 1e6, "G": 1e9, "B": 1e9}.get(t[-1:], 1)
+        number = _number(t[:-1] if scale != 1 else t, flag)
+        value = number * scale
+        if not value == int(value) or value <= 0:
+            raise MupxError(f"{flag} {t!r} is not a positive whole number of tokens")
+        values.append(int(value))
     if values != sorted(set(values)):
         raise MupxError(f"{flag} {text!r} must be increasing without repeats")
     return values
@@ -92,8 +118,8 @@ def parse_hp(items: list[str]) -> dict[str, list]:
             raise MupxError(f"--hp {item!r}: expected key=v1,v2 (e.g. optimizer.weight_decay=0,0.1)")
         key, values = item.split("=", 1)
         key = key.strip()
-        if key in ("optimizer.lr", "model.width", "model.depth", "seed"):
-            raise MupxError(f"--hp {key}: use --lrs / --widths / --depths / --seeds for this axis")
+        if key in ("optimizer.lr", "model.width", "model.depth", "seed", "train.steps", "train.batch"):
+            raise MupxError(f"--hp {key}: use --lrs / --widths / --depths / --seeds / --steps or --tokens / --batches for this axis")
         parsed = [_hp_value(v) for v in values.split(",") if v.strip()]
         if not parsed:
             raise MupxError(f"--hp {item!r} lists no values")
@@ -111,7 +137,8 @@ def _hp_value(v: str):
 AXIS_KEYS = {
     "model": "--model", "optimizer": "--optimizer", "param": "--param", "model.width": "--widths",
     "model.depth": "--depths", "optimizer.lr": "--lrs", "seed": "--seeds", "param.base_width": "--base-width",
-    "param.base_depth": "--base-depth", "train.steps": "--steps",
+    "param.base_depth": "--base-depth", "train.steps": "--steps", "train.branch_from": "--steps",
+    "train.branch_points": "--steps",
 }  # fmt: skip
 
 
@@ -148,10 +175,14 @@ class SweepSpec:
     hp: dict[str, list] = field(default_factory=dict)
     base_width: int = 0
     base_depth: int = 0
-    steps: int = 0
+    steps: tuple[int, ...] = ()  # horizons in optimizer steps (empty when given in tokens)
     overrides: tuple[str, ...] = ()
     tolerance: float = 0.5
     auto: AutoLR | None = None
+    tokens: tuple[int, ...] = ()  # horizons in tokens
+    batches: tuple[int, ...] = ()  # global batches (empty in a spec written before mupx swept them)
+    seq_len: int = 0
+    warmup_steps: int | None = None  # a horizon sweep's shared warmup; None: one horizon, the config's schedule
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -160,25 +191,42 @@ class SweepSpec:
     def from_json(cls, d: dict) -> SweepSpec:
         d = dict(d)
         d["auto"] = AutoLR(**d["auto"]) if d.get("auto") else None
+        if isinstance(d.get("steps"), int):  # one horizon, as specs were before mupx swept them
+            d["steps"] = (d["steps"],)
         for k in ("params", "widths", "depths", "seeds", "overrides"):
             d[k] = tuple(d[k])
+        for k in ("steps", "tokens", "batches"):  # absent from specs written before mupx swept them
+            d[k] = tuple(d.get(k, ()))
         d["lrs"] = tuple(d["lrs"]) if d.get("lrs") is not None else None
         return cls(**d)
 
-    def series(self) -> list[tuple[str, int, int, tuple]]:
-        """Every (param, width, depth, hp combo) whose lr curve the fit needs."""
+    @property
+    def horizon_sweep(self) -> bool:
+        """Two or more horizons: warmup-stable-decay, the shorter horizons branched off the longest."""
+        return len(self.steps or self.tokens) > 1
+
+    def horizon_steps(self, batch: int | None) -> list[int]:
+        """The steps of each horizon at ``batch``."""
+        return [t // (batch * self.seq_len) for t in self.tokens] if self.tokens else list(self.steps)
+
+    def series(self) -> list[tuple[str, int, int, tuple, int, int | None]]:
+        """Every (param, width, depth, hp combo, steps, batch) whose lr curve the fit needs."""
         combos = [
             tuple(zip(self.hp, values, strict=True)) for values in itertools.product(*self.hp.values())
         ] or [()]
-        return [(p, w, d, c) for p in self.params for w in self.widths for d in self.depths for c in combos]
+        return [(p, w, d, c, n, b) for p in self.params for w in self.widths for d in self.depths for c in combos
+                for b in (self.batches or (None,)) for n in self.horizon_steps(b)]  # fmt: skip
 
     def overrides_for(
-        self, param: str, width: int, depth: int, combo: tuple, lr: float, seed: int
+        self, param: str, width: int, depth: int, combo: tuple, steps: int, batch: int | None, lr: float, seed: int
     ) -> list[str]:
+        schedule = ["train.schedule=wsd", f"train.warmup_steps={self.warmup_steps}"] if self.warmup_steps is not None else []
         base = [
             f"model={self.model}", f"optimizer={self.optimizer}", f"param={param}", f"model.width={width}",
             f"model.depth={depth}", f"param.base_width={self.base_width}", f"param.base_depth={self.base_depth}",
-            f"train.steps={self.steps}", "train.save_final=false", *self.overrides, *(f"{k}={v!r}" if isinstance(v, float) else f"{k}={v}" for k, v in combo),
-            f"optimizer.lr={lr!r}", f"seed={seed}", "train.progress=false",
+            f"train.steps={steps}", "train.save_final=false", *schedule, *self.overrides,
+            *(f"{k}={v!r}" if isinstance(v, float) else f"{k}={v}" for k, v in combo),
+            *([f"train.batch={batch}"] if batch is not None else []), f"optimizer.lr={lr!r}", f"seed={seed}",
+            "train.progress=false",
         ]  # fmt: skip
         return base

@@ -3,6 +3,19 @@
 Re-running the same command resumes: runs whose folder holds a completed or diverged result are skipped,
 failed and unfinished runs run again. In ``auto`` lr mode the grid grows in rounds until every series'
 optimum is bracketed and resolved to half an octave.
+
+**Horizons share runs.** In a sweep over two or more horizons (warmup-stable-decay with one warmup in
+steps, :mod:`mupx.sweep.grid`) the runs of one (param, width, depth, hp, batch, lr, seed) differ only in
+``train.steps``, and their schedules agree until a horizon's decay starts. So only the longest horizon
+(the *trunk*) trains from the start: it keeps a checkpoint at each shorter horizon's decay start
+(``train.branch_points``, outside the checkpoint rotation), and each shorter horizon is a *branch*: its
+own sweep point and run folder, with the same config and run id as an independent run of that horizon,
+that loads the trunk's checkpoint (``train.branch_from``) and trains only its decay, ending bit-identical
+to the independent run on CPU (tests/test_horizon.py). Rounds: the trunks (and everything else) first,
+then each branch whose trunk has run (a branch whose trunk left no checkpoint — it diverged or failed
+before the branch point, or is not in the grid — runs independently instead; a branch with a checkpoint
+of its own resumes from it). A branch checkpoint is deleted once its branch finished. ``sweep.json``'s
+``cost`` counts the tokens trained against the tokens the same runs would have trained independently.
 """
 
 from __future__ import annotations
@@ -16,11 +29,13 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from .. import checkpoint
 from ..config import compose, to_dict
 from ..errors import MupxError
 from ..fit import fit_sweep
 from ..runconfig import from_resolved, result_keys
 from ..scaling.plan import build_plan
+from ..schedule import Schedule
 from .executors import Task
 from .grid import SweepSpec
 from .lock import SweepLock
@@ -41,11 +56,32 @@ def same_training(a, b) -> bool:
     return rows[0] == rows[1] and a.multipliers == b.multipliers
 
 
+def completed(spec: SweepSpec) -> SweepSpec:
+    """A spec written before mupx swept batches names none: its runs' batch and sequence length are the
+    composed config's."""
+    if spec.batches:
+        return spec
+    train = to_dict(compose([f"model={spec.model}", f"optimizer={spec.optimizer}", *spec.overrides]))["train"]
+    return dataclasses.replace(spec, batches=(train["batch"],), seq_len=train["seq_len"])
+
+
+@dataclasses.dataclass(frozen=True)
+class Branch:
+    """A shorter horizon's run and where it branches off its trunk: the trunk's run, the checkpoint the
+    trunk keeps at the branch point, and that step."""
+
+    task: Task
+    trunk: Task
+    path: Path
+    step: int
+
+
 class Sweep:
     def __init__(self, spec: SweepSpec, folder: Path, command: list[str]):
-        self.spec, self.folder, self.command = spec, Path(folder), command
+        self.spec, self.folder, self.command = completed(spec), Path(folder), command
         self.tasks: dict[tuple[str, str], Task] = {}  # by (param, run id): a run may serve two params
         self.results: dict[str, dict | None] = {}
+        self.branches: dict[str, Branch] = {}  # by the branch's run id
         self._made: dict[tuple, Task] = {}
         self._composed: dict[tuple, dict] = {}
         self._plans: dict[tuple, object] = {}
@@ -58,12 +94,12 @@ class Sweep:
         return self._made[key]
 
     def _make_task(self, series: tuple, lr: float, seed: int) -> Task:
-        param, width, depth, combo = series
+        param, width, depth, combo, steps, batch = series
         twin = self._twin(series)
         if twin is not None:  # the same runs as the twin series: run once, recorded under both params
             task = self.task(twin, lr, seed)
             return dataclasses.replace(task, axes={**task.axes, "param": param})
-        overrides = self.spec.overrides_for(param, width, depth, combo, lr, seed)
+        overrides = self.spec.overrides_for(*series, lr, seed)
         if series not in self._composed:  # one Hydra compose per series; lr and seed are set directly
             self._composed[series] = to_dict(compose(overrides))
             self._plans[series] = check_plan(from_resolved(self._composed[series]))
@@ -73,11 +109,23 @@ class Sweep:
             overrides = [*overrides, f"tracking.wandb.group='{self.spec.name}'"]
             resolved["tracking"]["wandb"]["group"] = self.spec.name
         resolved["optimizer"]["lr"], resolved["seed"] = lr, seed
+        horizons = self.spec.horizon_steps(batch) if self.spec.horizon_sweep else [steps]
+        schedule = Schedule.of(from_resolved(resolved).train)
+        points = [dataclasses.replace(schedule, steps=n).decay_start for n in horizons if n < steps]
+        if points:  # the trunk: a checkpoint at each shorter horizon's decay start
+            overrides = [*overrides, f"train.branch_points=[{','.join(map(str, points))}]"]
+            resolved["train"]["branch_points"] = points
         cfg = from_resolved(resolved)  # validates every run before anything runs
         run_dir = self.folder / "runs" / cfg.run_id
-        axes = {"param": param, "width": width, "depth": depth, "lr": lr, "seed": seed, "hp": dict(combo)}
+        axes = {"param": param, "width": width, "depth": depth, "steps": steps,
+                "tokens": steps * batch * self.spec.seq_len, "batch": batch, "lr": lr, "seed": seed, "hp": dict(combo)}  # fmt: skip
         self._check_folder(run_dir, cfg.resolved)
-        return Task(cfg.run_id, overrides, axes, run_dir, self.folder / "logs" / f"{cfg.run_id}.log")
+        task = Task(cfg.run_id, overrides, axes, run_dir, self.folder / "logs" / f"{cfg.run_id}.log")
+        if steps < max(horizons):  # a branch off the longest horizon's run
+            trunk = self.task((*series[:4], max(horizons), batch), lr, seed)
+            step = schedule.decay_start
+            self.branches[task.run_id] = Branch(task, trunk, checkpoint.branch_path(trunk.run_dir, step).resolve(), step)
+        return task
 
     def _twin(self, series: tuple) -> tuple | None:
         """For an SP series whose plan equals the μP series' at the same shape (the base shape), that μP
@@ -169,11 +217,51 @@ class Sweep:
     def write(self) -> dict:
         runs = self.records()
         return write_sweep_json(
-            self.folder, self.spec, runs, fit_sweep(runs, tolerance_octaves=self.spec.tolerance), self.command
+            self.folder, self.spec, runs, fit_sweep(runs, tolerance_octaves=self.spec.tolerance), self.command,
+            self.cost(),
         )
 
+    def cost(self) -> dict | None:
+        """A horizon sweep's saving: the tokens its finished runs trained (a branch only its decay) against
+        the tokens the same runs would have trained independently; None for one horizon."""
+        if not self.spec.horizon_sweep:
+            return None
+        trained = independent = branched = 0
+        for task in {t.run_id: t for t in self.tasks.values()}.values():
+            result = self.results.get(task.run_id) or read_result(task.run_dir)
+            if not result or result["status"] not in FINISHED:
+                continue
+            independent += result["tokens"]
+            trained += result.get("tokens_trained", result["tokens"])
+            branched += result.get("branch") is not None
+        return {"tokens_trained": trained, "tokens_independent": independent, "branched_runs": branched,
+                "ratio": trained / independent if independent else None}  # fmt: skip
+
+    def launchable(self, task: Task, grid: set[str], attempted: set[str]) -> Task | None:
+        """The task to run now, or None while it waits: a branch branches off its trunk's checkpoint once
+        the trunk has run; without that checkpoint (the trunk ended before the branch point, or is not in
+        the grid) it runs independently; with a checkpoint of its own it resumes from it."""
+        branch = self.branches.get(task.run_id)
+        if branch is None or checkpoint.has_checkpoint(task.run_dir):
+            return task
+        if branch.path.exists():
+            return dataclasses.replace(task, overrides=[*task.overrides, f"train.branch_from={branch.path}"])
+        trunk = branch.trunk
+        if trunk.run_id not in grid or trunk.run_id in attempted or _finished(trunk):
+            return task
+        return None
+
+    def drop_branch_checkpoints(self, grid: set[str], final: bool) -> None:
+        """Delete the trunks' branch checkpoints whose branch finished (and, at the end, those no branch of
+        the grid uses)."""
+        for run_id, branch in self.branches.items():
+            if branch.path.exists() and (_finished(branch.task) or (final and run_id not in grid)):
+                branch.path.unlink()
+
     def run(self, executor, progress: Callable[[str, dict], None] | None = None) -> dict:
-        """Run rounds until nothing is left to run; returns the final sweep.json document."""
+        """Run rounds until nothing is left to run; returns the final sweep.json document. A round runs
+        every unfinished run that can run now (a branch waits for its trunk's round) and was not tried in
+        an earlier round of this call: a run that fails is retried by the next ``mupx sweep``, not here."""
         with SweepLock(self.folder) as lock:
             if lock.took_over is not None and progress:
                 progress("stale-lock", lock.took_over)
@@ -181,14 +269,18 @@ class Sweep:
                 if progress:
                     progress("spec-changed", {})
             write_spec(self.folder, self.spec)
+            attempted: set[str] = set()
             while True:
-                tasks = self.all_tasks()
-                unique = list({t.run_id: t for t in tasks}.values())  # a twin series' runs are run once
-                todo = [t for t in unique if (read_result(t.run_dir) or {}).get("status") not in FINISHED]
+                unique = list({t.run_id: t for t in self.all_tasks()}.values())  # a twin series' runs run once
+                grid = {t.run_id for t in unique}
+                todo = [t for t in unique if not _finished(t)]
+                ready = [r for t in todo if t.run_id not in attempted and (r := self.launchable(t, grid, attempted))]
+                self.drop_branch_checkpoints(grid, final=not ready)
                 if progress:
                     progress("round", {"total": len(unique), "todo": len(todo), "records": self.records()})
-                if not todo:
+                if not ready:
                     break
+                attempted |= {t.run_id for t in ready}
 
                 def done(task: Task, result: dict) -> None:
                     self.results[task.run_id] = result
@@ -196,10 +288,12 @@ class Sweep:
                     if progress:
                         progress("done", {"task": task, "result": result, "records": doc["runs"]})
 
-                executor.run(todo, done)
-                if self.spec.lrs is not None:
-                    break
+                executor.run(ready, done)
             return self.write()
+
+
+def _finished(task: Task) -> bool:
+    return (read_result(task.run_dir) or {}).get("status") in FINISHED
 
 
 def best_by_width(records: list[dict]) -> dict[tuple, float]:

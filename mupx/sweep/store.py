@@ -46,7 +46,10 @@ def read_result(run_dir: Path) -> dict | None:
 
 
 def record(run_id: str, axes: dict, result: dict | None) -> dict:
-    """One entry of sweep.json's ``runs``: the run's axes and outcome (the fit's input)."""
+    """One entry of sweep.json's ``runs``: the run's axes (param, width, depth, steps, tokens, batch, lr,
+    seed, hp: where the run sits in the grid, whatever it trained) and outcome (the fit's input), with the
+    tokens the run trained itself (``tokens_trained``: a branch only its decay) and the branch it took
+    (``branch``: the trunk's checkpoint and step, or None)."""
     status = result["status"] if result else "pending"
     loss = None
     if result and status == "completed":
@@ -57,8 +60,8 @@ def record(run_id: str, axes: dict, result: dict | None) -> dict:
         "final_train_loss",
         "val_loss",
         "first_loss",
-        "steps",
-        "tokens",
+        "tokens_trained",
+        "branch",
         "wall_time_s",
         "tokens_per_s",
         "reason",
@@ -72,7 +75,11 @@ def record(run_id: str, axes: dict, result: dict | None) -> dict:
     }
 
 
-def write_sweep_json(folder: Path, spec: SweepSpec, runs: list[dict], fits: dict, command: list[str]) -> dict:
+def write_sweep_json(
+    folder: Path, spec: SweepSpec, runs: list[dict], fits: dict, command: list[str], cost: dict | None = None
+) -> dict:
+    """sweep.json: the spec, the run records, the fits and, for a horizon sweep, ``cost`` (tokens trained
+    with branched horizons against independent runs; :meth:`mupx.sweep.runner.Sweep.cost`)."""
     doc = {
         "schema_version": SCHEMA_VERSION,
         "name": spec.name,
@@ -86,6 +93,7 @@ def write_sweep_json(folder: Path, spec: SweepSpec, runs: list[dict], fits: dict
         "spec": spec.to_json(),
         "runs": runs,
         "fits": fits,
+        "cost": cost,
     }
     atomic_write_json(folder / "sweep.json", doc)
     return doc
