@@ -51,6 +51,17 @@ def test_a_branch_ends_bit_identical_to_an_independent_run(trunk, tmp_path):
     assert groups["step"] == 8  # the plan was checked against the optimizer at the branch point
 
 
+def test_a_killed_branch_resumes_from_its_own_checkpoint(trunk, tmp_path):
+    ckpt = checkpoint.branch_path(trunk, 8)
+    branch = [*WSD, "train.steps=10", f"train.branch_from={ckpt}", "train.save_final=false"]
+    whole = run(load_run_config(branch), tmp_path / "b")
+    assert [p.name for p in checkpoint.all_checkpoints(tmp_path / "b")] == ["step-0000009.pt"]
+    (tmp_path / "b" / "result.json").unlink()  # as if killed after its step-9 checkpoint
+    resumed = run(load_run_config(branch), tmp_path / "b", resume=True)
+    assert (resumed["final_train_loss"], resumed["val_loss"]) == (whole["final_train_loss"], whole["val_loss"])
+    assert resumed["branch"] == whole["branch"] == {"from": str(ckpt), "step": 8}
+
+
 @pytest.mark.parametrize("change,message", [
     (["optimizer.lr=0.02"], "differs from this one in more than train.steps (its -> this: optimizer.lr (0.01 -> 0.02))"),
     (["train.warmup_steps=null"], "(its -> this: train.warmup_steps (2 -> None))"),
