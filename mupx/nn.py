@@ -63,7 +63,8 @@ class Readout(nn.Module):
         super().__init__()
         self.mult = mult
         self.weight = nn.Parameter(torch.empty(vocab_size, width))
-        nn.init.normal_(self.weight, std=0.02)  # a usable default; plan.apply_init draws it as the plan says
+        if not self.weight.is_meta:  # on meta (a shape model) normal_ would import torch._dynamo: ~3 s
+            nn.init.normal_(self.weight, std=0.02)  # a usable default; plan.apply_init draws it as the plan says
         self.bias = nn.Parameter(torch.zeros(vocab_size)) if bias else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -99,9 +99,9 @@ class Transformer(nn.Module):
         if cfg.head_dim is None:
             raise MupxError("model.head_dim is null: mupx's Transformer needs a head dimension (null is for model._target_)")
         self.cfg, self.vocab_size, self.context, self.mult = cfg, vocab_size, context, mult
-        self.tok_emb = nn.Embedding(vocab_size, cfg.width)
+        self.tok_emb = _embedding(vocab_size, cfg.width)
         if cfg.flavour == "gpt2":
-            self.pos_emb = nn.Embedding(context, cfg.width)
+            self.pos_emb = _embedding(context, cfg.width)
         else:
             cos, sin = rope_tables(context, cfg.head_dim)
             self.register_buffer("rope_cos", cos, persistent=False)
@@ -128,3 +128,11 @@ class Transformer(nn.Module):
             x = block(x, rope)
         logits = self.lm_head(self.ln_f(x))
         return logits if targets is None else next_token_loss(logits, targets)
+
+
+def _embedding(n: int, width: int) -> nn.Embedding:
+    """An embedding with uninitialised weights (the plan initialises every tensor: apply_init). Its own
+    N(0, 1) init would be wasted work, and on the meta device (the plan's shape model) ``normal_`` imports
+    torch._dynamo, ~3 s of every mupx command."""
+    return nn.Embedding(n, width, _weight=torch.empty(n, width))
+
