@@ -144,13 +144,14 @@ def test_killed_sweep_resumes_to_the_same_sweep_json(tmp_path):
     """A running sweep holds its folder (a second one refuses); SIGKILLed mid-way, its stale lock is taken
     over by the rerun, which runs only what had not finished and ends with the sweep.json of an
     uninterrupted sweep; a deleted sweep.json is rebuilt from the run folders without running anything."""
-    args = ["--widths", "32,64", "--lrs", "2^-9:2^-5:4", "--steps", "6", "--name", "k", "--jobs", "1"]
+    args = ["--widths", "32,64", "--lrs", "2^-9:2^-5:4", "--steps", "60", "--name", "k", "--jobs", "1"]
     cmd = sweep_cmd(tmp_path / "a", *args)
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     folder = tmp_path / "a" / "k"
     deadline = time.time() + 300
     while time.time() < deadline and len(list(folder.glob("runs/*/result.json"))) < 1:
-        time.sleep(0.2)
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGSTOP)  # the sweep (and its worker) hold still, the lock held, mid-way
     second = run_cli(cmd)
     assert second.returncode == 2 and "in use by pid" in second.stderr and second.stderr.count("\n") == 1
     os.killpg(proc.pid, signal.SIGKILL)

@@ -20,6 +20,7 @@ import subprocess
 import sys
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -82,6 +83,7 @@ class LocalExecutor:
     gpus: list[str] = field(default_factory=list)
     runs_per_gpu: int = 1
     gpus_per_run: int = 1
+    _slots: list[dict] | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self):
         if self.jobs < 1:
@@ -116,7 +118,13 @@ class LocalExecutor:
         return slots[: self.jobs] if self.jobs < len(slots) else slots
 
     def run(self, tasks: list[Task], on_done: Callable[[Task, dict], None]) -> None:
-        todo, free = deque(tasks), deque(self.slots())
+        """Run ``tasks`` in the slots, calling ``on_done`` as each ends. The slots' warm workers stay up for
+        the next call (a sweep's next round); they end with this executor (or when this process exits,
+        since their input closes). An interruption stops the runs, which checkpoint, and the workers."""
+        if self._slots is None:
+            self._slots = self.slots()
+            weakref.finalize(self, close_workers, self._slots)
+        todo, free = deque(tasks), deque(self._slots)
         active: list[tuple[RunProcess, Task, dict]] = []
         try:
             while todo or active:
@@ -141,14 +149,19 @@ class LocalExecutor:
                     free.append(slot)
                     result = read_result(task.run_dir) or finish_unresulted(task, code)
                     on_done(task, result)
-        finally:
+        except BaseException:
             for proc, *_ in active:
                 proc.terminate()  # the run checkpoints and records itself as interrupted
-            for slot in [*free, *(s for *_, s in active)]:
-                if slot.get("worker") is not None:
-                    slot["worker"].close()
+            close_workers(self._slots)
             for proc, *_ in active:
                 proc.close()
+            raise
+
+
+def close_workers(slots: list[dict]) -> None:
+    for slot in slots:
+        if slot.get("worker") is not None:
+            slot["worker"].close()
 
 
 class FreshProcess:
