@@ -395,6 +395,9 @@ def transfer(
     verify: Annotated[
         int, typer.Option(help="K extra lrs around the transferred one, to measure regret")
     ] = 0,
+    seeds: Annotated[
+        int, typer.Option(help="seeds per run (roles compare by their seed-mean loss: a steadier regret)")
+    ] = 1,
     force: Annotated[
         bool, typer.Option(help="transfer even when the sweep's verdict is not 'transfers' (drifts, inconclusive)")
     ] = False,
@@ -429,7 +432,7 @@ def transfer(
     later = overrides_from(dict(data=data, seq_len=seq_len), set_, overrides, (wandb, wandb_mode))
     o = dict(sweep=from_, width=width, depth=depth, steps=steps, tokens=tokens, batch=batch, horizon_rule=horizon_rule,
              batch_rule=batch_rule, adam_rules=adam_rules, compare_uncorrected=compare_uncorrected, param=param,
-             baseline=baseline, verify=verify,
+             baseline=baseline, verify=verify, seeds=seeds,
              force=force, config=config, overrides=later, print_config=wants_config(cfg), executor=executor,
              jobs=jobs, runs_per_gpu=runs_per_gpu, gpus_per_run=gpus_per_run, device=device, partition=partition,
              time_min=time_min, array_parallelism=array_parallelism, dry_run=dry_run)  # fmt: skip

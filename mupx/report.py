@@ -180,9 +180,12 @@ def transfer_command(folder: Path, t: dict) -> str:
         args.append("--compare-uncorrected")
     if t.get("baseline"):
         args += ["--baseline", t["baseline"]["param"]]
-    verify = sum(1 for r in roles if r.startswith("verify"))
+    verify = len({r for r in roles if r.startswith("verify")})
     if verify:
         args += ["--verify", verify]
+    seeds = roles.count("transfer")
+    if seeds > 1:
+        args += ["--seeds", seeds]
     if t.get("forced"):
         args.append("--force")
     return _cmd([*args, *(a for o in t.get("overrides") or [] for a in ("-s", o))])

@@ -289,13 +289,16 @@ class TransferPlan:
 def plan_runs(sweep_json: Path, width: int, depth: int | None, steps: int | None, param: str, baseline: str | None,
               verify: int, config: Path | None = None, overrides: list[str] | None = None, tokens: str | None = None,
               batch: int | None = None, rules: Rules = Rules(), compare_uncorrected: bool = False,
-              ranks: int = 1) -> TransferPlan:  # fmt: skip
+              ranks: int = 1, seeds: int = 1) -> TransferPlan:  # fmt: skip
     """Compose and validate every run of the transfer (one-line errors before any folder exists).
     ``config`` (``--config``) and ``overrides`` (the user's flags, -s, KEY=VALUE) apply on top of the sweep's
     own, except its axes; a transfer run keeps its final weights (``train.save_final``), which the sweep's
     runs skip. The target trains ``steps`` or ``tokens`` (default: the sweep's reference horizon, in the
     unit the sweep gave it) at the global ``batch`` (default: ``train.batch`` of the overrides, else the
-    sweep's reference batch)."""
+    sweep's reference batch). Every role runs ``seeds`` seeds (the sweep's seeds 0, 1, ...: the same
+    initialisations and data orders at every lr, so the roles' seed-mean losses compare like for like)."""
+    if seeds < 1:
+        raise MupxError(f"--seeds must be >= 1, got {seeds}")
     if width <= 0:
         raise MupxError(f"--width must be a positive integer, got {width}")
     if depth is not None and depth <= 0:
@@ -347,7 +350,8 @@ def plan_runs(sweep_json: Path, width: int, depth: int | None, steps: int | None
     if compare_uncorrected and not math.isclose(pred["uncorrected_lr"], pred["lr"], rel_tol=1e-9):
         roles.append(("uncorrected", param, pred["uncorrected_lr"]))
     roles += [(f"verify{o:+g}", param, pred["lr"] * 2.0**o) for o in verify_offsets(verify)]
-    tasks = [(role, planner.task((p, width, depth, combo, steps, batch), lr, spec.seeds[0])) for role, p, lr in roles]
+    tasks = [(role, planner.task((p, width, depth, combo, steps, batch), lr, seed))
+             for role, p, lr in roles for seed in range(seeds)]  # fmt: skip
     return TransferPlan(sweep_json, folder, pred, width, depth, steps, overrides, tasks, batch=batch,
                         tokens=steps * batch * seq_len, seq_len=seq_len, adam=adam, rules=rules)  # fmt: skip
 
@@ -376,7 +380,7 @@ def run_transfer_command(o: dict, console) -> dict | None:
     rules = Rules.parse(o.get("horizon_rule"), o.get("batch_rule"), o.get("adam_rules"))
     plan = plan_runs(o["sweep"], o["width"], o["depth"], o["steps"], o["param"], o["baseline"], o["verify"],
                      o["config"], o["overrides"], o.get("tokens"), o.get("batch"), rules, o.get("compare_uncorrected", False),
-                     o["gpus_per_run"] if o.get("gpus_per_run", 1) > 1 else 1)  # fmt: skip
+                     o["gpus_per_run"] if o.get("gpus_per_run", 1) > 1 else 1, o.get("seeds", 1))  # fmt: skip
     if o["print_config"]:
         role, task = plan.tasks[0]
         return print_config(to_dict(compose(task.overrides)), f"the {role} run of {plan.folder}")
@@ -399,9 +403,10 @@ def run_transfer_command(o: dict, console) -> dict | None:
         console.print(f"  {role:>10} {task.axes['param']} lr {task.axes['lr']:.4g}  log: {task.log}", highlight=False, soft_wrap=True)
     with RunDisplay(console, plan.folder.name) as display:
         doc = run_transfer(plan, executor, display)
-    for r in doc["runs"]:
+    for r in doc["roles"]:
         loss = f"{r['loss']:.4f}" if r["loss"] is not None else f"{r['status']} ({r.get('reason') or 'no reason recorded'})"
-        console.print(f"  {r['role']:>10} {r['param']} lr {r['lr']:.4g}: {loss}", highlight=False, soft_wrap=True)
+        seeds = f" (mean of {r['n_seeds']} seeds)" if r["n_seeds"] > 1 and r["loss"] is not None else ""
+        console.print(f"  {r['role']:>10} {r['param']} lr {r['lr']:.4g}: {loss}{seeds}", highlight=False, soft_wrap=True)
     if doc["regret"]:
         r = doc["regret"]
         console.print(f"regret {r['value']:+.4f} ({100 * r['relative']:.2f}% of the loss; best lr at target {r['best_lr']:.4g})",
@@ -494,20 +499,38 @@ def sweep_train_overrides(path: Path, flags: dict, later: list[str], console) ->
     ]  # fmt: skip
 
 
+def by_role(runs: list[dict]) -> list[dict]:
+    """One entry per role, in order: its lr and param, the seed-mean loss (None unless every seed
+    completed) and the status (the first non-completed seed's, else completed)."""
+    roles: dict[str, list[dict]] = {}
+    for r in runs:
+        roles.setdefault(r["role"], []).append(r)
+    out = []
+    for role, rs in roles.items():
+        losses = [r["loss"] for r in rs if r["loss"] is not None]
+        failed = next((r for r in rs if r["loss"] is None), None)
+        out.append({"role": role, "param": rs[0]["param"], "lr": rs[0]["lr"], "n_seeds": len(rs),
+                    "loss": sum(losses) / len(losses) if failed is None else None,
+                    "status": failed["status"] if failed else "completed",
+                    "reason": failed.get("reason") if failed else None})  # fmt: skip
+    return out
+
+
 def write_transfer(plan: TransferPlan) -> dict:
     """transfer.json: the target, the prediction (per axis, the rules, the uncorrected proxy lr), each run,
     the regret of the transferred lr (and of the uncorrected one, when it ran) against the best lr at the
     target, and the baseline."""
     pred = plan.pred
     runs = [{"role": role, **record(t.run_id, t.axes, read_result(t.run_dir))} for role, t in plan.tasks]
-    main = runs[0]
-    verify = [r for r in runs if r["role"] == "transfer" or r["role"].startswith("verify")]
-    uncorrected = next((r for r in runs if r["role"] == "uncorrected"), None)
+    roles = by_role(runs)
+    main = roles[0]
+    verify = [r for r in roles if r["role"] == "transfer" or r["role"].startswith("verify")]
+    uncorrected = next((r for r in roles if r["role"] == "uncorrected"), None)
     finished = [r for r in [*verify, *([uncorrected] if uncorrected else [])] if r["loss"] is not None]
     best = min(finished, key=lambda r: r["loss"]) if finished else None
     regret = None
     if len(verify) > 1 and main["loss"] is not None:
-        curve = fit_series([dict(r, hp={}) for r in verify])
+        curve = fit_series([dict(r, hp={}) for r in runs if r["role"] == "transfer" or r["role"].startswith("verify")])
         measured = curve.get("log2_lr_star")
         regret = {
             "value": main["loss"] - best["loss"],
@@ -520,7 +543,7 @@ def write_transfer(plan: TransferPlan) -> dict:
             "octave_error": (pred["log2_lr"] - measured) if measured is not None else None,
         }
     gap = uncorrected and len(verify) > 1 and uncorrected["loss"] is not None
-    base = next((r for r in runs if r["role"] == "baseline"), None)
+    base = next((r for r in roles if r["role"] == "baseline"), None)
     doc = {
         "schema_version": SCHEMA_VERSION,
         "sweep": str(plan.sweep_json),
@@ -532,6 +555,7 @@ def write_transfer(plan: TransferPlan) -> dict:
         "forced": plan.forced,
         "predicted": pred,
         "optimizer": plan.adam,
+        "roles": roles,
         "runs": runs,
         "loss": main["loss"],
         "status": main["status"],

@@ -76,7 +76,7 @@ def test_transfer_refuses_a_bound_then_runs_with_force_and_reports_in_words(low)
     assert not (folder / "transfer-w64-d2").exists()
 
     code, out, err = mupx("transfer", "--from", folder, "--width", 64, "--baseline", "sp", "--jobs", 2, "--force",
-                          "--batch", 8, "-s", "train.eval_every=2", "train.smooth=2")  # fmt: skip
+                          "--batch", 8, "--seeds", 2, "-s", "train.eval_every=2", "train.smooth=2")  # fmt: skip
     assert code == 0, err + out
     lines = [" ".join(line.split()) for line in out.splitlines()]
     assert lines[0].startswith("sweep verdict (mup)")
@@ -88,7 +88,13 @@ def test_transfer_refuses_a_bound_then_runs_with_force_and_reports_in_words(low)
         assert any(line.endswith(f"log: {log}") for line in lines) and log.exists()
         saved = yaml.safe_load((folder / "transfer-w64-d2" / "runs" / r["run_id"] / "config.yaml").read_text())
         assert saved["train"]["batch"] == 8 and saved["train"]["eval_every"] == 2 and saved["train"]["smooth"] == 2
-    assert any("transfer-w64-d2" in line and "2/2" in line for line in lines)  # the progress bar
+    assert any("transfer-w64-d2" in line and "4/4" in line for line in lines)  # the progress bar
+    # two seeds per role: each role's loss is the mean of its seeds
+    assert [(r["role"], r["n_seeds"]) for r in doc["roles"]] == [("transfer", 2), ("baseline", 2)]
+    seeds = [r["loss"] for r in doc["runs"] if r["role"] == "transfer"]
+    assert sorted(r["seed"] for r in doc["runs"] if r["role"] == "transfer") == [0, 1]
+    assert doc["loss"] == doc["roles"][0]["loss"] == sum(seeds) / 2
+    assert any(line.startswith("transfer mup lr") and "(mean of 2 seeds)" in line for line in lines), out
     gain = doc["baseline"]["gain"]
     plain = "the sp baseline won" if gain < 0 else "mup beat the sp baseline"
     assert any(line.startswith(plain) for line in lines), out

@@ -1,0 +1,138 @@
+"""`make bench-protocol`: the experiments that chose the CPU proxy protocol (configs/proxy-cpu.yaml) of
+`make demo` and `make bench-transfer`, each one `mupx sweep` a user could type.
+
+Each experiment asks one question about the proxy regime: how noisy the optimum is, which base init std
+to transfer, what warmup does, which width range and grid give a decisive verdict in the minutes a CPU
+has. Its command runs into runs/protocol/<name> (resumable); the run records (axes and final val loss)
+are kept in benchmarks/protocol.json, and the tables in the protocol section of benchmarks/RESULTS.md are
+recomputed from them with mupx's own fit (``--render``), so every number there can be rerun.
+
+Usage: python benchmarks/bench_protocol.py [--only NAME,...] [--render]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from common import command_line, machine, mupx, replace_section, utc_now
+
+from mupx.fit import fit_sweep
+from mupx.io import atomic_write_json
+
+HERE = Path(__file__).resolve().parent
+RESULTS, RAW = HERE / "RESULTS.md", HERE / "protocol.json"
+BASE = ["-s", "model.head_dim=16", "-s", "data.tokenizer=bytes", "-s", "train.batch=32", "-s", "train.seq_len=64",
+        "-s", "train.eval_batches=16", "-s", "train.eval_every=100000"]  # fmt: skip
+EXPERIMENTS = [
+    ("noise", "μP alone at the old init 0.02 (base width 32), 200 steps, 3 seeds, half-octave grid: how well "
+              "is each optimum located?",
+     ["--widths", "32,64,128", "--param", "mup", "--lrs", "2^-9:2^-5:0.5", "--seeds", "3", "--steps", "200"]),
+    ("init-a", "The base init std at base width 32: 0.02, 0.04, 0.08.",
+     ["--widths", "32", "--param", "mup", "--lrs", "2^-9:2^-6:0.5", "--seeds", "3", "--steps", "200",
+      "--hp", "param.init_std=0.02,0.04,0.08"]),
+    ("init-b", "The base init std at base width 32: 0.1 (GPT-2's 0.02 at width 768 moved by 1/sqrt(fan_in)), 0.16.",
+     ["--widths", "32", "--param", "mup", "--lrs", "2^-7.5:2^-4.5:0.5", "--seeds", "3", "--steps", "200",
+      "--hp", "param.init_std=0.1,0.16"]),
+    ("init-0.1", "μP and SP at init 0.1, widths 32→128, 200 steps, auto lr grid: verdicts, and μP's best loss "
+                 "against SP's.",
+     ["--widths", "32,64,128", "--param", "both", "--lrs", "auto:2^-6.5", "--seeds", "3", "--steps", "200",
+      "-s", "param.init_std=0.1"]),
+    ("warmup-0.3", "Warmup 30% instead of 10% (init 0.1): loss and the shape of the lr curve.",
+     ["--widths", "32,64,128", "--param", "both", "--lrs", "2^-8:2^-4.5:0.5", "--seeds", "3", "--steps", "200",
+      "-s", "param.init_std=0.1", "-s", "train.warmup=0.3"]),
+    ("steps-150", "150 steps (the demo's minutes), widths 32→128, init 0.1: is SP's drift decisive over 4x?",
+     ["--widths", "32,64,128", "--param", "both", "--lrs", "2^-8:2^-5.5:0.5", "--seeds", "3", "--steps", "150",
+      "-s", "param.init_std=0.1"]),
+    ("base-16", "Base width 16 (8x to 128, one head of 16 at the base), init 0.02*sqrt(768/16) = 0.14, 150 steps.",
+     ["--widths", "16,32,64,128", "--param", "both", "--lrs", "2^-8:2^-5.5:0.5", "--seeds", "3", "--steps", "150",
+      "-s", "param.init_std=0.14"]),
+    ("head-dim-8", "Base width 16 with two heads of 8 instead of one of 16 (init 0.14, octave grid, 200 steps).",
+     ["--widths", "16,32,64,128", "--param", "both", "--lrs", "2^-8.5:2^-4.5:1", "--seeds", "3", "--steps", "200",
+      "-s", "param.init_std=0.14", "-s", "model.head_dim=8"]),
+]  # fmt: skip
+KEEP = ("param", "width", "depth", "lr", "seed", "hp", "status", "loss")
+
+
+def run(name: str, args: list[str], root: Path) -> dict:
+    """Run one experiment's sweep (resumable) and return its compact record."""
+    mupx("sweep", *args, *BASE, "--jobs", "2", "--out", str(root / name))
+    doc = json.loads((root / name / "sweep.json").read_text())
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    return {"command": "mupx sweep " + " ".join([*args, *BASE]), "code": commit, "date": utc_now(),
+            "machine": machine(), "runs": [{k: r.get(k) for k in KEEP} for r in doc["runs"]]}  # fmt: skip
+
+
+def _iv(p: dict) -> str:
+    iv = p.get("interval")
+    return f"{p['log2_lr_star']:+.2f} ({iv[0]:+.2f} to {iv[1]:+.2f})" if iv else (
+        f"{p['log2_lr_star']:+.2f} ({'edge' if p.get('at_edge') else 'no interval'})" if p.get("log2_lr_star") is not None else "–"
+    )  # fmt: skip
+
+
+def tables(raw: dict) -> str:
+    lines = [
+        "## The CPU proxy protocol (`make bench-protocol`)",
+        "",
+        "How configs/proxy-cpu.yaml was chosen. Every experiment is one `mupx sweep` on the embedded stdlib corpus "
+        "with bytes as tokens, head_dim 16, 32 × 64 tokens per step, the final val loss over 16 × 32 fixed windows, "
+        "AdamW (betas 0.9/0.95, cosine to 10%, 10% warmup), depth 2, base width the smallest width; its raw records "
+        "are in benchmarks/protocol.json and every number below is recomputed from them with mupx.fit. lr* in "
+        "log2 with its 95% interval; drift over the widths with its 95% interval; **bold**: decisive (the "
+        "interval agrees with the verdict at ±0.5 octave).",
+        "",
+    ]
+    for name, question, _ in EXPERIMENTS:
+        exp = raw.get(name)
+        if exp is None:
+            lines += [f"### {name}", "", question, "", "Not run yet.", ""]
+            continue
+        fits = fit_sweep(exp["runs"])
+        lines += [f"### {name}", "", question, "", f"`{exp['command']}` (code {exp['code']}, {exp['date']}; "
+                  f"{exp['machine']})", "", "| param | width | hp | log2 lr* (95%) | curvature | best val loss |",
+                  "|---|---|---|---|---|---|"]  # fmt: skip
+        for param, fit in fits.items():
+            for p in fit["points"]:
+                hp = ", ".join(f"{k.split('.')[-1]}={v}" for k, v in (p.get("hp") or {}).items()) or "–"
+                curv = f"{p['curvature']:.3f}" if p.get("curvature") is not None else "–"
+                lines.append(f"| {param} | {p['width']} | {hp} | {_iv(p)} | {curv} | {p['best_loss']:.4f} |")
+        drifts = []
+        for param, fit in fits.items():
+            for d in fit["drift"].get("width", []):
+                if d.get("octaves") is None:
+                    drifts.append(f"{param}: {d['verdict']} ({d['reason']})")
+                    continue
+                ci = d.get("octaves_interval")
+                text = f"{d['octaves']:+.2f}" + (f" ({ci[0]:+.2f} to {ci[1]:+.2f})" if ci else "")
+                verdict = f"**{d['verdict']}**" if d.get("decisive") else d["verdict"]
+                drifts.append(f"{param} drift over widths {d['range'][0]}→{d['range'][1]}: {text} octaves, {verdict}")
+        lines += ["", *(f"- {d}" for d in drifts), ""]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", default="", help="comma-separated experiments to (re)run")
+    parser.add_argument("--root", default="runs/protocol", help="folder holding the sweeps")
+    parser.add_argument("--render", action="store_true", help="only rewrite RESULTS.md from protocol.json")
+    args = parser.parse_args()
+    raw = json.loads(RAW.read_text()) if RAW.exists() else {}
+    if not args.render:
+        names = [n for n in args.only.split(",") if n] or [name for name, *_ in EXPERIMENTS]
+        known = {name: a for name, _, a in EXPERIMENTS}
+        bad = [n for n in names if n not in known]
+        if bad:
+            sys.exit(f"bench_protocol: error: --only {bad[0]!r} is not an experiment (allowed: {', '.join(known)})")
+        for name in names:
+            raw[name] = run(name, known[name], Path(args.root))
+            raw["_command"] = command_line()
+            atomic_write_json(RAW, raw)
+    replace_section(RESULTS, "bench-protocol", tables(raw), default_head="# Benchmarks\n")
+    print(f"wrote {RAW.relative_to(HERE.parent)} and the bench-protocol section of RESULTS.md")
+
+
+if __name__ == "__main__":
+    main()
