@@ -11,7 +11,7 @@ Each optimizer trains the target model at its own μP-transferred learning rate,
    multiplier behind 2512.05620's ~1.4× at 190M–1.4B parameters; and the same in wall time.
 
 **Sizes.** CPU: the largest target this 2-core machine trains in minutes, width 256 and depth 4 (2× the
-proxies' depth), 400 steps of 16×64 tokens. GPU (``--gpu``): width 1024, depth 8, 2000 steps of 32×256
+proxies' depth), 400 steps of 32×64 byte tokens (configs/proxy-cpu.yaml). GPU (``--gpu``): width 1024, depth 8, 2000 steps of 32×256
 tokens. At these sizes the numbers say how the optimizers compare on small models with short budgets,
 nothing about 2512.05620's scale.
 
@@ -59,8 +59,9 @@ def rows(raw: dict) -> list[str]:
 def describe(raw: dict) -> str:
     t, s = raw["target"], raw["size"]
     return (
-        f"GPT-2 proxy at width {t['width']}, depth {t['depth']}, {t['steps']} steps of {s['batch']}×{s['seq_len']} "
-        f"tokens, each optimizer at the lr its μP sweep over widths {s['widths'][0]}→{s['widths'][-1]} transferred"
+        f"GPT-2 proxy at width {t['width']}, depth {t['depth']}, {t['steps']} steps of "
+        f"{s.get('batch', 32)}×{s.get('seq_len', 64)} tokens, each optimizer at the lr its μP sweep over widths "
+        f"{s['widths'][0]}→{s['widths'][-1]} transferred"
     )
 
 
@@ -110,8 +111,10 @@ def main() -> None:
     for name in OPTIMIZERS:
         run_sweep(sweep_args(name, "width", size, root, None))
         sweep = root / f"{name}-width"
+        # --force: the comparison runs each optimizer at its transferred lr whatever its sweep's verdict
+        # (bench-transfer reports the verdicts)
         mupx("transfer", "--from", str(sweep / "sweep.json"), "--width", str(target["width"]),
-             "--depth", str(target["depth"]), "--steps", str(target["steps"]))  # fmt: skip
+             "--depth", str(target["depth"]), "--steps", str(target["steps"]), "--force")  # fmt: skip
         transfers.append(str(sweep / f"transfer-w{target['width']}-d{target['depth']}"))
     out = root / "compare"
     mupx("compare", *transfers, "--out", str(out))

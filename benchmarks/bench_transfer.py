@@ -2,8 +2,10 @@
 
 For each optimizer, one ``mupx sweep --param both`` over widths spanning 8× (depth fixed), and for AdamW
 and Muon one more over depths spanning 8× (width fixed, depth-μP with α = 1 against SP's unscaled
-residuals), 2 seeds per point, on the embedded stdlib corpus. Each sweep is the CLI command a user would
-type (echoed); rerunning resumes, so an interrupted benchmark continues where it stopped.
+residuals), 3 seeds per point, on the embedded stdlib corpus with the CPU proxy protocol of
+configs/proxy-cpu.yaml (the demo's; benchmarks/RESULTS.md, "The CPU proxy protocol", says why each setting
+is there). Each sweep is the CLI command a user would type (echoed); rerunning resumes, so an interrupted
+benchmark continues where it stopped.
 
 **Learning-rate grid.** ``--lrs auto``: a 1-octave coarse grid of 5 points around the optimizer's
 configured lr, extended an octave at a time while a series' optimum sits at an edge, then refined to
@@ -20,11 +22,12 @@ seed-mean loss curve, linear in log2 lr between grid points (a neighbour that di
 "diverged"; beyond the grid, no number). Under μP the smallest width's lr* is the zero-shot transfer;
 under SP it is what reusing the proxy's lr gives.
 
-**Sizes.** CPU: widths 32→256 at depth 2, depths 2→16 at width 64, 80 steps of 16×64 tokens, head_dim 16,
-BPE vocab 1024 (a 4096-token readout would cost about two thirds of the blocks at width 256).
-GPU (``--gpu``, packed 4 runs per GPU): widths 128→1024 at depth 4, depths 2→16 at width 256, 1000 steps of
-32×256 tokens, head_dim 64, vocab 4096. ``--quick``: AdamW's width sweep alone (the same runs as the full benchmark's,
-so a full run afterwards reuses them).
+**Sizes.** CPU (configs/proxy-cpu.yaml): widths 16 and 128 at depth 2 (base width 16: one head of 16,
+init std 0.14), depths 2 and 16 at width 32 (init std 0.1, the same rule at base width 32), 150 steps of
+32×64 byte tokens. ``--widths``/``--depths`` change the range (at least 4× apart), ``--tokenizer`` the
+tokens (bytes | bpe). GPU (``--gpu``, packed 4 runs per GPU): widths 128→1024 at depth 4, depths 2→16 at
+width 256, 1000 steps of 32×256 tokens, head_dim 64, a 4096-token BPE. ``--quick``: AdamW's width sweep
+alone (the same runs as the full benchmark's, so a full run afterwards reuses them).
 
 Writes the raw per-optimizer results to benchmarks/transfer.json (merged with earlier rows measured at the
 same sizes; ``--only`` reruns a subset), the tables to benchmarks/RESULTS.md and the headline table to
@@ -36,6 +39,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -48,18 +52,17 @@ HERE = Path(__file__).resolve().parent
 RESULTS, RAW, README = HERE / "RESULTS.md", HERE / "transfer.json", HERE.parent / "README.md"
 OPTIMIZERS = ("adamw", "adopt", "lamb", "sophia", "sgd", "muon", "muonpp", "shampoo", "soap")
 DEPTH_OPTIMIZERS = ("adamw", "muon")
+PROTOCOL = HERE.parent / "configs" / "proxy-cpu.yaml"
+TOKENIZERS = ("bytes", "bpe")
 SIZES = {
-    "cpu": {
-        "widths": [32, 64, 128, 256], "depth": 2, "depths": [2, 4, 8, 16], "depth_width": 64, "steps": 80,
-        "batch": 16, "seq_len": 64, "head_dim": 16, "vocab": 1024, "runs_per_gpu": None,
-    },
-    "gpu": {
-        "widths": [128, 256, 512, 1024], "depth": 4, "depths": [2, 4, 8, 16], "depth_width": 256,
-        "steps": 1000, "batch": 32, "seq_len": 256, "head_dim": 64, "vocab": 4096, "runs_per_gpu": 4,
-    },
+    "cpu": {"widths": [16, 128], "depth": 2, "depths": [2, 16], "depth_width": 32, "steps": 150, "seeds": 3,
+            "tokenizer": "bytes", "depth_init_std": 0.1, "runs_per_gpu": None},
+    "gpu": {"widths": [128, 256, 512, 1024], "depth": 4, "depths": [2, 4, 8, 16], "depth_width": 256,
+            "steps": 1000, "seeds": 2, "batch": 32, "seq_len": 256, "head_dim": 64, "vocab": 4096,
+            "runs_per_gpu": 4},
 }  # fmt: skip
-SEEDS = 2
 TOLERANCE = 0.5
+MIN_RANGE = 4  # the widest (deepest) proxy at least this many times the smallest: a drift needs a range
 
 
 def sweep_args(optimizer: str, axis: str, size: dict, root: Path, jobs: int | None) -> list[str]:
@@ -68,17 +71,52 @@ def sweep_args(optimizer: str, axis: str, size: dict, root: Path, jobs: int | No
         shape = ["--widths", ",".join(map(str, size["widths"])), "--depths", str(size["depth"])]
     else:
         shape = ["--widths", str(size["depth_width"]), "--depths", ",".join(map(str, size["depths"]))]
-    sets = [f"model.head_dim={size['head_dim']}", f"train.batch={size['batch']}",
-            f"train.seq_len={size['seq_len']}", f"train.eval_every={size['steps']}", "train.eval_batches=8",
-            f"data.vocab_size={size['vocab']}"]  # fmt: skip
-    args = ["sweep", "--optimizer", optimizer, "--param", "both", *shape, "--seeds", str(SEEDS), "--lrs", "auto",
+    if "head_dim" in size:  # GPU sizes: set here, not by the CPU protocol file
+        sets = [f"model.head_dim={size['head_dim']}", f"train.batch={size['batch']}",
+                f"train.seq_len={size['seq_len']}", f"train.eval_every={size['steps']}", "train.eval_batches=8",
+                f"data.vocab_size={size['vocab']}"]  # fmt: skip
+        protocol = []
+    else:
+        sets = [] if size["tokenizer"] == "bytes" else ["data.tokenizer=bpe", "data.vocab_size=1024"]
+        if axis == "depth":
+            sets.append(f"param.init_std={size['depth_init_std']}")
+        protocol = ["--config", os.path.relpath(PROTOCOL)]
+    args = ["sweep", "--optimizer", optimizer, "--param", "both", *shape, "--seeds", str(size["seeds"]), "--lrs", "auto",
             "--steps", str(size["steps"]), "--tolerance", str(TOLERANCE), "--name", f"{optimizer}-{axis}",
-            "--root", str(root)]  # fmt: skip
+            "--root", str(root), *protocol]  # fmt: skip
     if jobs is not None:
         args += ["--jobs", str(jobs)]
     if size["runs_per_gpu"]:
         args += ["--runs-per-gpu", str(size["runs_per_gpu"])]
     return args + [a for s in sets for a in ("-s", s)]
+
+
+def protocol_flags(args, size: dict) -> dict:
+    """The sizes with ``--widths``/``--depths``/``--tokenizer`` applied; a bad value exits 2 with one line."""
+    size = dict(size)
+    for flag, key in (("widths", "widths"), ("depths", "depths")):
+        text = getattr(args, flag)
+        if text is None:
+            continue
+        try:
+            values = [int(v) for v in text.split(",")]
+        except ValueError:
+            fail(f"--{flag} {text!r} is not a comma-separated list of integers (e.g. 16,128)")
+        if len(values) < 2 or values != sorted(set(values)) or values[0] <= 0:
+            fail(f"--{flag} {text!r} must list at least two increasing positive values (e.g. 16,128)")
+        if values[-1] < MIN_RANGE * values[0]:
+            fail(f"--{flag} {text!r} spans {values[-1] / values[0]:g}x; the transfer claim needs at least {MIN_RANGE}x")
+        size[key] = values
+    if args.tokenizer is not None:
+        if args.tokenizer not in TOKENIZERS:
+            fail(f"unknown --tokenizer {args.tokenizer!r} (allowed: {', '.join(TOKENIZERS)})")
+        size["tokenizer"] = args.tokenizer
+    return size
+
+
+def fail(message: str) -> None:
+    print(f"bench_transfer: error: {message}", file=sys.stderr)
+    sys.exit(2)
 
 
 def run_sweep(args: list[str]) -> dict:
@@ -173,7 +211,7 @@ def headline(raw: dict) -> str:
     lines = [
         f"**Learning-rate transfer per optimizer** (`{raw['command']}`; {raw['machine']}; last run {raw['date']}). "
         f"Drift of log2 lr* over widths {w[0]}→{w[-1]} ({w[-1] // w[0]}×) at depth {size['depth']}, with its 95% "
-        f"interval, {SEEDS} seeds, {size['steps']} steps of {size['batch']}×{size['seq_len']} tokens; verdict at "
+        f"interval, {size['seeds']} seeds, {tokens_text(size)}; verdict at "
         f"±{TOLERANCE} octave (bold: the interval agrees); regret = loss at width {w[-1]} at the width-{w[0]} "
         f"lr* minus the best loss there (≥: a lower bound, that lr is beyond the grid there). Tables, lr* per "
         f"width and the depth sweeps: "
@@ -202,11 +240,9 @@ def tables(raw: dict) -> str:
         "",
         f"- Last run: {raw['date']}; command `{raw['command']}`",
         f"- Machine: {raw['machine']}",
-        f"- Sizes: GPT-2 proxy, head_dim {size['head_dim']}, {size['steps']} steps of {size['batch']} × "
-        f"{size['seq_len']} tokens (cosine schedule, 10% warmup), stdlib corpus with a {size['vocab']}-token BPE; "
-        f"{SEEDS} seeds per point; "
-        f"objective = validation loss (8 batches) at the end; widths {size['widths']} at depth {size['depth']}; "
-        f"depths {size['depths']} at width {size['depth_width']} (μP: depth-μP with α = 1; SP: no depth scaling).",
+        f"- Sizes: GPT-2 proxy, {tokens_text(size)} (cosine schedule, 10% warmup), {size['seeds']} seeds per point, "
+        f"objective = final validation loss; widths {size['widths']} at depth {size['depth']}; depths "
+        f"{size['depths']} at width {size['depth_width']} (μP: depth-μP with α = 1; SP: no depth scaling).",
         "- Grid: `--lrs auto` (coarse octave grid around the configured lr, extended past edge optima, refined to "
         "half-octave steps around each optimum). Swept lr: the hidden matrices' for muon, muonpp, shampoo, soap.",
         "- Drift: slope of log2 lr* on log2 width (depth) × log2 of the range, weighted by the optima's intervals "
@@ -249,6 +285,16 @@ def tables(raw: dict) -> str:
     return "\n".join(lines)
 
 
+def tokens_text(size: dict) -> str:
+    """The proxies' data and steps, in words."""
+    if "head_dim" in size:
+        return (f"head_dim {size['head_dim']}, {size['steps']} steps of {size['batch']}×{size['seq_len']} tokens of a "
+                f"{size['vocab']}-token BPE")  # fmt: skip
+    tokens = "byte" if size["tokenizer"] == "bytes" else "1024-token BPE"
+    return (f"{size['steps']} steps of 32×64 {tokens} tokens with configs/proxy-cpu.yaml (head_dim 16, init std "
+            f"0.14 at base width 16, {size['depth_init_std']} at base width {size['depth_width']})")  # fmt: skip
+
+
 def render(raw: dict) -> None:
     replace_section(RESULTS, "bench-transfer", tables(raw), default_head="# Benchmarks\n")
     replace_section(README, "bench-transfer", headline(raw))
@@ -266,6 +312,9 @@ def main() -> None:
     parser.add_argument("--root", default="runs/bench-transfer", help="folder holding the sweeps")
     parser.add_argument("--jobs", type=int, default=None, help="concurrent runs (default: mupx sweep's)")
     parser.add_argument("--render", action="store_true", help="only rewrite the tables from transfer.json")
+    parser.add_argument("--widths", default=None, help="widths of the width sweeps (CPU default 16,128)")
+    parser.add_argument("--depths", default=None, help="depths of the depth sweeps (CPU default 2,16)")
+    parser.add_argument("--tokenizer", default=None, help="bytes (default) | bpe (a 1024-token BPE)")
     args = parser.parse_args()
     if args.render:
         render(json.loads(RAW.read_text()))
@@ -273,11 +322,9 @@ def main() -> None:
     only = [o for o in args.only.split(",") if o] or (["adamw"] if args.quick else list(OPTIMIZERS))
     bad = [o for o in only if o not in OPTIMIZERS]
     if bad:
-        print(f"bench_transfer: error: --only {bad[0]!r} is not an optimizer (allowed: {', '.join(OPTIMIZERS)})",
-              file=sys.stderr)  # fmt: skip
-        sys.exit(2)
+        fail(f"--only {bad[0]!r} is not an optimizer (allowed: {', '.join(OPTIMIZERS)})")
     kind = "gpu" if args.gpu else "cpu"
-    size = SIZES[kind]
+    size = protocol_flags(args, SIZES[kind])
     old = json.loads(RAW.read_text()) if RAW.exists() else {}
     results = old.get("results", {}) if old.get("size") == size else {}
     command = command_line()
