@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE ?= 1
 export HF_DATASETS_OFFLINE ?= 1
 
-.PHONY: install test test-slow lint demo bench bench-speed bench-transfer bench-transfer-quick bench-compare gpu-wheels gpu-check gpu-check-smoke clean
+.PHONY: install test test-slow lint demo bench bench-speed bench-transfer bench-transfer-quick bench-compare bench-protocol bench-horizon gpu-wheels gpu-check gpu-check-smoke clean
 
 install: $(STAMP)
 
@@ -31,7 +31,8 @@ demo: install
 	$(PY) scripts/demo.py
 
 # Benchmarks write their sections of benchmarks/RESULTS.md and README.md (raw numbers next to RESULTS.md).
-# On 2 CPU cores: bench-speed ~7 min, bench-transfer a few hours (resumable), bench-compare ~20 min after it.
+# On 2 CPU cores: bench-speed ~7 min, bench-transfer about two hours (resumable), bench-compare ~20 min after it,
+# bench-protocol (the experiments behind configs/proxy-cpu.yaml) about an hour, bench-horizon ~40 min.
 bench: bench-speed bench-transfer bench-compare
 
 bench-speed: install
@@ -45,6 +46,12 @@ bench-transfer-quick: install
 
 bench-compare: install
 	$(PY) benchmarks/bench_compare.py
+
+bench-protocol: install
+	$(PY) benchmarks/bench_protocol.py
+
+bench-horizon: install
+	$(PY) benchmarks/bench_horizon.py
 
 # The GPU check (benchmarks/gpu_check.py): one call of at most 8 minutes on a GPU machine that has python3 3.12
 # with a CUDA torch but no package registry. Here, `make gpu-wheels` puts the packages mupx needs and that

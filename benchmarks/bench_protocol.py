@@ -55,6 +55,28 @@ EXPERIMENTS = [
       "-s", "param.init_std=0.14", "-s", "model.head_dim=8"]),
 ]  # fmt: skip
 KEEP = ("param", "width", "depth", "lr", "seed", "hp", "status", "loss")
+FINDINGS = """What each experiment decided (the numbers are in its table):
+
+- **noise**: at the old init 0.02 the optima at widths 32 and 128 had wide or lopsided intervals and the
+  curves were jagged within a seed; seeds × lrs, not the val set, carry the noise (the val windows are the
+  same for every run).
+- **init-a, init-b**: the base init std is a hyperparameter μP transfers, and 0.02 (GPT-2's at width 768)
+  is far too small at base width 32: the best loss falls from 0.02 to 0.08–0.1 and rises again at 0.16;
+  0.1 = 0.02·√(768/32) is GPT-2's init moved to the base width by μP's own 1/√fan_in rule, so the protocol
+  uses that rule at its base width (0.14 at 16). It also curves the lr–loss valley more (curvature 0.13
+  against 0.055), which locates each optimum better.
+- **init-0.1**: with it μP holds still over 32→128 and wins at 128 (best loss below SP's), SP drifts.
+- **warmup-0.3**: a longer warmup lowers the loss but flattens the valley (lr* at width 32 no longer
+  located); the protocol keeps 10%.
+- **steps-150**: 150 steps fit the demo's minutes and locate μP's optima well, but over 4× SP drifts only
+  −0.75 octave and its interval reaches inside the ±0.5 tolerance: 4× is too little range for a decisive SP
+  verdict.
+- **base-16**: base width 16 (one head of 16) gives 8× to width 128 at the same cost; SP drifts −0.95
+  over 8×, μP holds (+0.10). Its grid's top (2^-5.5) cut μP's windows short (intervals to 2^-5.1), so the
+  demo's grid reaches 2^-5; with three seeds widths 16 and 128 alone carry the verdicts (`make demo`).
+- **head-dim-8**: two heads of 8 at the base instead of one of 16 made the width-16 valley flat (curvature
+  0.056) and its optimum unlocated: head_dim 16 stays.
+"""
 
 
 def run(name: str, args: list[str], root: Path) -> dict:
@@ -67,10 +89,13 @@ def run(name: str, args: list[str], root: Path) -> dict:
 
 
 def _iv(p: dict) -> str:
+    """log2 lr* with its 95% interval, or why it has none."""
+    if p.get("log2_lr_star") is None:
+        return "–"
     iv = p.get("interval")
-    return f"{p['log2_lr_star']:+.2f} ({iv[0]:+.2f} to {iv[1]:+.2f})" if iv else (
-        f"{p['log2_lr_star']:+.2f} ({'edge' if p.get('at_edge') else 'no interval'})" if p.get("log2_lr_star") is not None else "–"
-    )  # fmt: skip
+    if iv:
+        return f"{p['log2_lr_star']:+.2f} ({iv[0]:+.2f} to {iv[1]:+.2f})"
+    return f"{p['log2_lr_star']:+.2f} ({'grid edge' if p.get('at_edge') else 'no interval'})"
 
 
 def tables(raw: dict) -> str:
@@ -85,6 +110,7 @@ def tables(raw: dict) -> str:
         "interval agrees with the verdict at ±0.5 octave).",
         "",
     ]
+    lines += [FINDINGS, ""]
     for name, question, _ in EXPERIMENTS:
         exp = raw.get(name)
         if exp is None:
@@ -98,7 +124,8 @@ def tables(raw: dict) -> str:
             for p in fit["points"]:
                 hp = ", ".join(f"{k.split('.')[-1]}={v}" for k, v in (p.get("hp") or {}).items()) or "–"
                 curv = f"{p['curvature']:.3f}" if p.get("curvature") is not None else "–"
-                lines.append(f"| {param} | {p['width']} | {hp} | {_iv(p)} | {curv} | {p['best_loss']:.4f} |")
+                best = f"{p['best_loss']:.4f}" if p.get("best_loss") is not None else "–"
+                lines.append(f"| {param} | {p['width']} | {hp} | {_iv(p)} | {curv} | {best} |")
         drifts = []
         for param, fit in fits.items():
             for d in fit["drift"].get("width", []):

@@ -1,0 +1,175 @@
+"""`make bench-horizon`: the learning rate across the training horizon and the batch, measured and
+transferred, with the CPU proxy protocol (configs/proxy-cpu.yaml) on 2 CPU cores.
+
+1. **Horizon**: an AdamW μP sweep over widths 16 and 64 and three horizons spanning 4× (75, 150, 300
+   steps), 3 seeds. The horizons share their runs: warmup-stable-decay, each shorter horizon's decay
+   branching off the longest run (Hägele et al. 2405.18392). Recorded: the fitted horizon exponent
+   (lr* ∝ tokens^a) with its 95% interval, and what branching saved: the tokens and the wall time of the
+   sweep against the same runs trained independently. The saving is measured, not estimated: one lr and
+   seed per width is also trained independently at every horizon (`mupx sweep --steps N` with the same
+   schedule; the runs have the same ids) and its final losses are compared with the branched runs'.
+2. **Transfer 4× longer**: `mupx transfer` to width 64 at 1200 steps (4× the longest proxy), the lr moved
+   by the measured exponent, with a 4-point verify sweep and the uncorrected proxy lr beside it, 2 seeds:
+   the octave error against the verify sweep's optimum, and the regret of both lrs.
+3. **Batch**: the same over the batch at equal tokens (batches 8 and 32, 327,680 tokens per run), then a
+   transfer to batch 128 (4× the largest proxy) at the same tokens.
+
+Writes benchmarks/horizon.json (the sweeps' fits and the transfers, with their commands) and the
+bench-horizon section of benchmarks/RESULTS.md; ``--render`` rewrites the section from horizon.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import time
+from pathlib import Path
+
+from common import command_line, machine, mupx, replace_section, utc_now
+
+from mupx.io import atomic_write_json
+
+HERE = Path(__file__).resolve().parent
+RESULTS, RAW = HERE / "RESULTS.md", HERE / "horizon.json"
+PROTOCOL = os.path.relpath(HERE.parent / "configs" / "proxy-cpu.yaml")
+COMMON = ["--optimizer", "adamw", "--param", "mup", "--widths", "16,64", "--seeds", "3", "--config", PROTOCOL]
+HORIZONS = "75,150,300"
+LRS = "2^-8:2^-4.5:0.5"
+BATCH = {"tokens": "327680", "batches": "8,32", "target": "128"}
+
+
+def sweep(root: Path, name: str, *args: str) -> tuple[dict, float]:
+    start = time.perf_counter()
+    mupx("sweep", *COMMON, "--lrs", LRS, "--jobs", "2", "--out", str(root / name), *args)
+    return json.loads((root / name / "sweep.json").read_text()), time.perf_counter() - start
+
+
+def transfer(root: Path, name: str, *args: str) -> dict:
+    mupx("transfer", "--from", str(root / name), "--verify", "4", "--seeds", "2", "--compare-uncorrected",
+         "--jobs", "2", *args)  # fmt: skip
+    folder = next(p for p in sorted((root / name).glob("transfer-*")) if (p / "transfer.json").exists())
+    return json.loads((folder / "transfer.json").read_text())
+
+
+def independent(root: Path, doc: dict) -> dict:
+    """One lr and seed per width trained at every horizon on its own (the sweep's schedule and warmup): the
+    wall time that branching saved, measured, and whether each branch equals its independent run."""
+    spec = doc["spec"]
+    lr = sorted({r["lr"] for r in doc["runs"]})[len({r["lr"] for r in doc["runs"]}) // 2]
+    rows, wall = [], 0.0
+    for steps in HORIZONS.split(","):
+        start = time.perf_counter()
+        mupx("sweep", *COMMON[:-4], "--seeds", "1", "--lrs", repr(lr), "--steps", steps, "--jobs", "2",
+             "--config", PROTOCOL, "--out", str(root / f"independent-{steps}"), "-s", "train.schedule=wsd",
+             "-s", f"train.warmup_steps={spec['warmup_steps']}")  # fmt: skip
+        wall += time.perf_counter() - start
+        alone = json.loads((root / f"independent-{steps}" / "sweep.json").read_text())["runs"]
+        for r in alone:
+            twin = next(b for b in doc["runs"] if b["run_id"] == r["run_id"])
+            rows.append({"width": r["width"], "steps": int(steps), "run_id": r["run_id"], "loss": r["loss"],
+                         "branched_loss": twin["loss"], "equal": r["loss"] == twin["loss"],
+                         "wall_s": r["wall_time_s"], "branched_wall_s": twin["wall_time_s"]})  # fmt: skip
+    return {"lr": lr, "runs": rows, "wall_s": sum(r["wall_s"] for r in rows),
+            "branched_wall_s": sum(r["branched_wall_s"] for r in rows)}  # fmt: skip
+
+
+def summary(doc: dict, seconds: float) -> dict:
+    rec = doc["fits"]["mup"]["recommended"]
+    return {"command": " ".join(doc["command"]), "seconds": seconds, "cost": doc.get("cost"),
+            "plane": rec.get("plane"), "lr": rec["lr"], "interval": rec.get("interval"),
+            "reference": rec.get("reference"), "points": [
+                {k: p.get(k) for k in ("width", "tokens", "batch", "lr_star", "interval", "at_edge", "best_loss")}
+                for p in doc["fits"]["mup"]["points"]]}  # fmt: skip
+
+
+def transfer_summary(t: dict) -> dict:
+    keep = ("target", "predicted", "roles", "regret", "uncorrected", "rules")
+    return {k: t.get(k) for k in keep}
+
+
+def slope_text(plane: dict | None, axis: str) -> str:
+    s = (plane or {}).get(axis) or {}
+    if s.get("slope") is None:
+        return "–"
+    ci = s.get("slope_interval")
+    return f"{s['slope']:+.2f}" + (f" (95% {ci[0]:+.2f} to {ci[1]:+.2f})" if ci else "")
+
+
+def transfer_rows(t: dict) -> list[str]:
+    """The transferred lr and the uncorrected proxy lr: octaves from the optimum the verify runs measured,
+    regret in loss and as a share of the best loss."""
+    pred, regret, unc = t["predicted"], t.get("regret") or {}, t.get("uncorrected") or {}
+    error = regret.get("octave_error")
+    moved = ", ".join(a for a, r in pred["rules"].items() if r == "measured") or "no axis"
+
+    def row(name: str, lr: float, octaves: float | None, value: float | None, share: float | None) -> str:
+        return (f"| {name} | {lr:.4g} | {'–' if octaves is None else f'{octaves:+.2f}'} | "
+                f"{'–' if value is None else f'{value:+.4f}'} | {'–' if share is None else f'{100 * share:.2f}%'} |")  # fmt: skip
+
+    off = None if error is None else error + math.log2(pred["uncorrected_lr"] / pred["lr"])
+    return [
+        row(f"transferred (moved along {moved})", pred["lr"], error, regret.get("value"), regret.get("relative")),
+        row("uncorrected proxy lr", pred["uncorrected_lr"], off, unc.get("regret"), unc.get("relative")),
+    ]
+
+
+def tables(raw: dict) -> str:
+    h, b = raw["horizon"], raw["batch"]
+    ind = raw["independent"]
+    cost = h.get("cost") or {}
+    lines = [
+        "## Horizon and batch (`make bench-horizon`)",
+        "",
+        f"- Last run: {raw['date']}; command `{raw['command']}`; {raw['machine']}",
+        f"- Horizon sweep: `{h['command']}`",
+        f"- Batch sweep: `{b['command']}`",
+        "- AdamW μP, widths 16 and 64, 3 seeds, CPU proxy protocol (configs/proxy-cpu.yaml); transfers with 2 seeds, "
+        "a 4-point verify sweep (half-octave steps) and the uncorrected proxy lr beside the transferred one.",
+        "",
+        "| axis | exponent of lr* (95%) | swept | target |",
+        "|---|---|---|---|",
+        f"| tokens | {slope_text(h['plane'], 'tokens')} | 3 horizons, {HORIZONS} steps | 4× the longest |",
+        f"| batch | {slope_text(b['plane'], 'batch')} | batches {BATCH['batches']} at {BATCH['tokens']} tokens | "
+        f"batch {BATCH['target']} |",
+        "",
+        f"Branched horizons: {cost.get('tokens_trained', 0):,} tokens trained for runs that train "
+        f"{cost.get('tokens_independent', 0):,} independently ({cost.get('ratio', float('nan')):.2f}×). Measured on "
+        f"one lr ({ind['lr']:.4g}) and seed per width: the branched runs took {ind['branched_wall_s']:.0f} s, the same "
+        f"runs trained independently {ind['wall_s']:.0f} s ({ind['branched_wall_s'] / ind['wall_s']:.2f}×); their "
+        f"final val losses are equal bit for bit in {sum(r['equal'] for r in ind['runs'])} of {len(ind['runs'])}.",
+        "",
+        "| transfer | lr | octaves from the verify optimum | regret | regret / loss |",
+        "|---|---|---|---|---|",
+    ]
+    for name, key in (("4× longer (1200 steps, width 64)", "horizon_transfer"), ("4× batch (128, width 64)", "batch_transfer")):
+        lines.append(f"| **{name}** | | | | |")
+        lines += transfer_rows(raw[key])
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--root", default="runs/bench-horizon", help="folder holding the sweeps")
+    parser.add_argument("--render", action="store_true", help="only rewrite RESULTS.md from horizon.json")
+    args = parser.parse_args()
+    if args.render:
+        replace_section(RESULTS, "bench-horizon", tables(json.loads(RAW.read_text())), default_head="# Benchmarks\n")
+        return
+    root = Path(args.root)
+    hdoc, hs = sweep(root, "horizon", "--steps", HORIZONS)
+    ind = independent(root, hdoc)
+    ht = transfer(root, "horizon", "--width", "64", "--steps", "1200")
+    bdoc, bs = sweep(root, "batch", "--tokens", BATCH["tokens"], "--batches", BATCH["batches"])
+    bt = transfer(root, "batch", "--width", "64", "--tokens", BATCH["tokens"], "--batch", BATCH["target"])
+    raw = {"command": command_line(), "date": utc_now(), "machine": machine(), "horizon": summary(hdoc, hs),
+           "independent": ind, "horizon_transfer": transfer_summary(ht), "batch": summary(bdoc, bs),
+           "batch_transfer": transfer_summary(bt)}  # fmt: skip
+    atomic_write_json(RAW, raw)
+    replace_section(RESULTS, "bench-horizon", tables(raw), default_head="# Benchmarks\n")
+    print(f"\nwrote {RAW.relative_to(HERE.parent)} and the bench-horizon section of RESULTS.md")
+
+
+if __name__ == "__main__":
+    main()
