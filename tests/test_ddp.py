@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -23,8 +24,11 @@ PERIODS = {"shampoo": ["optimizer.precondition_every=2"], "soap": ["optimizer.pr
 LOSS_TOLERANCE = 1e-4
 
 
+SHARED = TINY + [f"train.steps={STEPS}", "train.eval_every=3"]
+
+
 def overrides(name: str) -> list[str]:
-    return TINY + [f"optimizer={name}", f"train.steps={STEPS}", "train.eval_every=3", *PERIODS.get(name, [])]
+    return SHARED + [f"optimizer={name}", *PERIODS.get(name, [])]
 
 
 def losses(run_dir) -> list[float]:
@@ -32,20 +36,32 @@ def losses(run_dir) -> list[float]:
 
 
 def torchrun(args: list[str]) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", "-m", "mupx.cli", *args]
-    return subprocess.run(command, capture_output=True, text=True, env=dict(os.environ), timeout=300)
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", *args]
+    return subprocess.run(command, capture_output=True, text=True, env=dict(os.environ), timeout=600)
+
+
+@pytest.fixture(scope="module")
+def two_ranks(tmp_path_factory):
+    """Every optimizer trained on 2 ranks: `mupx train` under one torchrun (tests/ddp_driver.py runs them one
+    after another in the same two ranks, each joining and leaving the process group as in a torchrun of
+    its own), and on 1 rank with 2 accumulation steps."""
+    root = tmp_path_factory.mktemp("ddp")
+    names = sorted(REGISTRY)
+    sets = [a for o in SHARED for a in ("-s", o)]
+    own = [a for name in names for o in PERIODS.get(name, []) for a in (f"--set-{name}", o)]
+    proc = torchrun([str(Path(__file__).parent / "ddp_driver.py"), str(root / "two"), ",".join(names), *sets, *own])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return root, proc
 
 
 @pytest.mark.parametrize("name", sorted(REGISTRY))
-def test_two_ranks_stay_identical_and_match_one_rank(tmp_path, name):
-    two = tmp_path / "two"
-    sets = [a for o in overrides(name) for a in ("-s", o)]
-    proc = torchrun(["train", "--out", str(two), "--quiet", *sets])
-    assert proc.returncode == 0, proc.stderr[-3000:]
+def test_two_ranks_stay_identical_and_match_one_rank(two_ranks, tmp_path, name):
+    root, proc = two_ranks
+    two = root / "two" / name
     result = json.loads((two / "result.json").read_text())
     assert result["status"] == "completed" and result["world_size"] == 2
     assert result["ranks_in_sync"] is True  # sha256 of every parameter, gathered from both ranks
-    assert proc.stdout.count("completed:") == 1  # only rank 0 reports
+    assert proc.stdout.count(f"-> {two}\n") == 1  # only rank 0 reports
 
     one = run(load_run_config(overrides(name) + ["train.accum=2"]), tmp_path / "one")
     assert one["world_size"] == 1 and one["tokens"] == result["tokens"]
