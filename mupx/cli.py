@@ -362,7 +362,7 @@ def sweep(
 
     root, name = sweep_folder(out, root, name)
     later = overrides_from(dict(data=data, batch=batch, seq_len=seq_len), set_, overrides, (wandb, wandb_mode))
-    optimizer, model, run_overrides = sweep_overrides(config, optimizer, model, later)
+    optimizer, model, run_overrides = sweep_overrides(config, optimizer, model, later, ("train.batch",) if batches else ())
     o = dict(optimizer=optimizer, model=model, widths=widths, depths=depths, lrs=lrs, seeds=seeds, param=param,
              hp=hp or [], steps=steps, tokens=tokens, batches=batches, base_width=base_width, base_depth=base_depth, name=name, root=root,
              jobs=jobs, executor=executor, runs_per_gpu=runs_per_gpu, gpus_per_run=gpus_per_run, device=device,

@@ -87,6 +87,12 @@ def test_a_config_file_merges_on_top_of_the_defaults_and_a_saved_config_replays(
     assert code == 0, err
     assert yaml.safe_load(again) == composed
 
+    # a sweep's --batches decide the batch over the file's train.batch (configs/proxy-cpu.yaml sets one)
+    code, out, err = cli(capsys, "sweep", "--config", "configs/proxy-cpu.yaml", "--widths", "16,64", "--lrs", "1e-3",
+                         "--tokens", "65536", "--batches", "8,32", "--out", str(tmp_path / "s"), "--cfg", "job")  # fmt: skip
+    assert code == 0, err
+    assert yaml.safe_load(out)["train"]["batch"] == 8 and not (tmp_path / "s").exists()
+
 
 def test_rules_prints_tsv_in_a_pipe_and_never_truncates_tensor_names(capsys):
     code, out, _ = cli(capsys, "rules", "--optimizer", "shampoo", "--width", "256")  # capsys: not a terminal

@@ -37,11 +37,12 @@ from .runner import Sweep, best_by_width
 SWEEP_KEYS = (*AXIS_KEYS, "train.save_final")  # what a sweep's own flags and defaults decide, not --config
 
 
-def sweep_overrides(config: Path | None, optimizer: str | None, model: str | None, later: list[str]) -> tuple[str, str, list[str]]:
+def sweep_overrides(config: Path | None, optimizer: str | None, model: str | None, later: list[str],
+                    flagged: tuple[str, ...] = ()) -> tuple[str, str, list[str]]:  # fmt: skip
     """The optimizer, the model and the overrides every run of a sweep (or transfer) gets: what ``--config``
-    sets except the sweep's own axes (widths, lrs, seeds, param, base shape, steps: its flags decide
-    those), then ``later`` (flags, -s, KEY=VALUE). The optimizer and model are the flags', else the file's,
-    else the defaults'."""
+    sets except the sweep's own axes (widths, lrs, seeds, param, base shape, steps, and the ``flagged``
+    keys, e.g. train.batch under --batches: its flags decide those), then ``later`` (flags, -s,
+    KEY=VALUE). The optimizer and model are the flags', else the file's, else the defaults'."""
     check_overrides(later)
     file = config_file_overrides(config) if config else []
     picked = dict(split_override(o) for o in file if split_override(o)[0] in ("model", "optimizer"))
@@ -50,7 +51,8 @@ def sweep_overrides(config: Path | None, optimizer: str | None, model: str | Non
     chosen = [f"model={model}", f"optimizer={optimizer}"]
     merged = with_config(file, chosen + later)
     from_file = merged[: len(merged) - len(chosen) - len(later)]
-    return optimizer, model, [o for o in from_file if split_override(o)[0] not in SWEEP_KEYS] + later
+    own = (*SWEEP_KEYS, *flagged)
+    return optimizer, model, [o for o in from_file if split_override(o)[0] not in own] + later
 
 
 def build_spec(o: dict) -> SweepSpec:
