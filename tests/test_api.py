@@ -25,7 +25,6 @@ from mupx.optim import PlanMismatchError
 from mupx.runconfig import load_run_config
 
 from .test_cli import cli, sets
-from .test_coord_check import one_thread  # noqa: F401 (a fixture)
 from .test_sweep import SWEEP_TINY
 
 # A nanoGPT-style model (nanoGPT's module names, fused c_attn, (logits, loss) output) that applies μP's
@@ -117,7 +116,7 @@ def gpt(width: int, depth: int, mult) -> torch.nn.Module:
 
 def user_env(folder: Path) -> dict:
     return dict(os.environ, PYTHONPATH=os.pathsep.join([str(folder), os.environ.get("PYTHONPATH", "")]),
-                OMP_NUM_THREADS="1", COLUMNS="200")  # fmt: skip
+                COLUMNS="200")  # fmt: skip
 
 
 # --- plans -------------------------------------------------------------------------------------------------
@@ -192,7 +191,6 @@ def test_api_bad_input_is_one_line():
 WIDTHS = (32, 64, 128, 256)
 
 
-@pytest.mark.usefixtures("one_thread")
 @pytest.mark.parametrize("optimizer", ["adamw", "muon"])
 @pytest.mark.parametrize("param", ["mup", "sp"])
 def test_coord_check_through_the_api(optimizer, param, tmp_path):

@@ -92,6 +92,8 @@ def test_prepare_then_train_offline(tmp_path, fmt):
     assert {p.name: p.stat().st_mtime_ns for p in entry.iterdir()} == built  # read, not rebuilt
     again = mupx("data", "prepare", *corpus, "--quiet", *data_sets(path, cache))
     assert again.returncode == 0 and "already prepared: 400 documents" in again.stdout
+    if fmt == "parquet":
+        return  # a sweep reads the cache through the same code for either format
 
     sweep_model = [o for o in MODEL if not o.startswith(("model.width=", "param.base_width="))]
     sweep = mupx("sweep", "--widths", "32,64", "--lrs", "1e-3,1e-2", "--steps", "3", "--root", str(tmp_path),

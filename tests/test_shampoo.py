@@ -28,16 +28,6 @@ OPTS = ShampooOptions(
 )  # fmt: skip
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """These matrices are too small to gain from intra-op threads; on a busy 2-core machine OpenMP's
-    waiting made this file 6–15× slower with 2 threads (85–212 s) than with 1 (14 s)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 YAML = Path(__file__).resolve().parents[1] / "configs" / "optimizer" / "shampoo.yaml"
 
 

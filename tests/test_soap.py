@@ -41,16 +41,6 @@ HIDDEN = [
 ]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small matrices: one thread is faster, and with 2 threads on a loaded 2-core machine OpenMP
-    waits made the training test ~40× slower (107 s vs 2.8 s measured)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def tokens(n=4096, period=37, noise=0.1):
     """A repeating random pattern with 10% noise tokens: learnable well below ln 256."""
     g = torch.Generator().manual_seed(0)

@@ -11,6 +11,7 @@ import time
 
 import pytest
 
+from mupx.cli import main
 from mupx.errors import MupxError
 from mupx.sweep.grid import parse_hp, parse_ints, parse_lrs
 from mupx.sweep.lock import SweepLock
@@ -144,7 +145,7 @@ def test_killed_sweep_resumes_to_the_same_sweep_json(tmp_path):
     """A running sweep holds its folder (a second one refuses); SIGKILLed mid-way, its stale lock is taken
     over by the rerun, which runs only what had not finished and ends with the sweep.json of an
     uninterrupted sweep; a deleted sweep.json is rebuilt from the run folders without running anything."""
-    args = ["--widths", "32,64", "--lrs", "2^-9:2^-5:4", "--steps", "60", "--name", "k", "--jobs", "1"]
+    args = ["--widths", "32,64", "--lrs", "2^-9:2^-5:4", "--steps", "20", "--name", "k", "--jobs", "1"]
     cmd = sweep_cmd(tmp_path / "a", *args)
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     folder = tmp_path / "a" / "k"
@@ -192,7 +193,8 @@ def test_auto_mode_brackets_each_optimum(tmp_path):
     assert spacing[1] <= 0.5 + 1e-9  # resolved to half an octave around the optimum
 
 
-def test_bad_sweep_flags_exit_2_and_create_nothing(tmp_path):
+def test_bad_sweep_flags_exit_2_and_create_nothing(tmp_path, capsys):
+    """In process (tests/test_bad_input.py runs the CLI as a subprocess for the exit code and no traceback)."""
     for args, message in [
         (["--widths", "64,32"], "increasing"),
         (["--lrs", "2^-4:2^-8:1"], "STOP must be >= START"),
@@ -205,7 +207,9 @@ def test_bad_sweep_flags_exit_2_and_create_nothing(tmp_path):
         (["--executor", "kube"], "unknown --executor 'kube'"),
         (["-s", "model.width=128"], "use --widths instead"),
     ]:
-        proc = run_cli(sweep_cmd(tmp_path, *args, "--name", "bad"))
-        assert proc.returncode == 2, (args, proc.stderr)
-        assert message in proc.stderr and proc.stderr.count("\n") == 1, (args, proc.stderr)
+        with pytest.raises(SystemExit) as e:
+            main(sweep_cmd(tmp_path, *args, "--name", "bad")[3:])
+        err = capsys.readouterr().err
+        assert e.value.code == 2, (args, err)
+        assert message in err and err.count("\n") == 1, (args, err)
         assert not (tmp_path / "bad").exists()
