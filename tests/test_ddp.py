@@ -43,8 +43,7 @@ def torchrun(args: list[str]) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def two_ranks(tmp_path_factory):
     """Every optimizer trained on 2 ranks: `mupx train` under one torchrun (tests/ddp_driver.py runs them one
-    after another in the same two ranks, each joining and leaving the process group as in a torchrun of
-    its own), and on 1 rank with 2 accumulation steps."""
+    after another in the same two ranks and process group)."""
     root = tmp_path_factory.mktemp("ddp")
     names = sorted(REGISTRY)
     sets = [a for o in SHARED for a in ("-s", o)]

@@ -11,13 +11,13 @@ import time
 
 import pytest
 
-from mupx.cli import main
 from mupx.errors import MupxError
 from mupx.sweep.grid import parse_hp, parse_ints, parse_lrs
 from mupx.sweep.lock import SweepLock
 from mupx.sweep.store import load_sweep_json
 
 from .conftest import TINY
+from .test_cli import cli, sets
 
 SWEEP_TINY = [o for o in TINY if not o.startswith(("model.width=", "param.base_width="))]
 
@@ -207,9 +207,7 @@ def test_bad_sweep_flags_exit_2_and_create_nothing(tmp_path, capsys):
         (["--executor", "kube"], "unknown --executor 'kube'"),
         (["-s", "model.width=128"], "use --widths instead"),
     ]:
-        with pytest.raises(SystemExit) as e:
-            main(sweep_cmd(tmp_path, *args, "--name", "bad")[3:])
-        err = capsys.readouterr().err
-        assert e.value.code == 2, (args, err)
+        code, _, err = cli(capsys, "sweep", "--root", str(tmp_path), *sets(SWEEP_TINY), *args, "--name", "bad")
+        assert code == 2, (args, err)
         assert message in err and err.count("\n") == 1, (args, err)
         assert not (tmp_path / "bad").exists()
