@@ -53,6 +53,20 @@ EXPERIMENTS = [
     ("head-dim-8", "Base width 16 with two heads of 8 instead of one of 16 (init 0.14, octave grid, 200 steps).",
      ["--widths", "16,32,64,128", "--param", "both", "--lrs", "2^-8.5:2^-4.5:1", "--seeds", "3", "--steps", "200",
       "-s", "param.init_std=0.14", "-s", "model.head_dim=8"]),
+    ("clip-sgd", "SGD under μP, widths 16→128 (init 0.14, 150 steps, auto lr grid), global grad-norm clip at 1.0 "
+                 "against none: under μP the embedding, readout and vector gradients fall as 1/√width while the "
+                 "hidden ones stay, so whether the clip binds can differ between proxy and target. Does it move "
+                 "lr* with width?",
+     ["--optimizer", "sgd", "--widths", "16,128", "--param", "mup", "--lrs", "auto", "--seeds", "3", "--steps",
+      "150", "-s", "param.init_std=0.14", "--hp", "train.grad_clip=0,1.0"]),
+    ("clip-sophia", "The same for Sophia (its update is clipped per coordinate too).",
+     ["--optimizer", "sophia", "--widths", "16,128", "--param", "mup", "--lrs", "auto", "--seeds", "3", "--steps",
+      "150", "-s", "param.init_std=0.14", "--hp", "train.grad_clip=0,1.0"]),
+    ("rho-sophia", "Sophia's ρ (not μP-scaled: the share of sign-clipped coordinates may change with width) at "
+                   "0.01 and 0.16 around the default 0.04 (clip-sophia's grad_clip=1.0 series): does ρ move lr* "
+                   "with width?",
+     ["--optimizer", "sophia", "--widths", "16,128", "--param", "mup", "--lrs", "auto", "--seeds", "3", "--steps",
+      "150", "-s", "param.init_std=0.14", "--hp", "optimizer.rho=0.01,0.16"]),
 ]  # fmt: skip
 KEEP = ("param", "width", "depth", "lr", "seed", "hp", "status", "loss")
 FINDINGS = """What each experiment decided (the numbers are in its table):
@@ -104,7 +118,8 @@ def tables(raw: dict) -> str:
         "",
         "How configs/proxy-cpu.yaml was chosen. Every experiment is one `mupx sweep` on the embedded stdlib corpus "
         "with bytes as tokens, head_dim 16, 32 × 64 tokens per step, the final val loss over 16 × 32 fixed windows, "
-        "AdamW (betas 0.9/0.95, cosine to 10%, 10% warmup), depth 2, base width the smallest width; its raw records "
+        "AdamW (betas 0.9/0.95) unless the command names another optimizer, cosine to 10%, 10% warmup, depth 2, "
+        "base width the smallest width; its raw records "
         "are in benchmarks/protocol.json and every number below is recomputed from them with mupx.fit. lr* in "
         "log2 with its 95% interval; drift over the widths with its 95% interval; **bold**: decisive (the "
         "interval agrees with the verdict at ±0.5 octave).",
