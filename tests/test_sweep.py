@@ -12,6 +12,7 @@ import time
 import pytest
 
 from mupx.errors import MupxError
+from mupx.sweep.executors import LocalExecutor
 from mupx.sweep.grid import parse_hp, parse_ints, parse_lrs
 from mupx.sweep.lock import SweepLock
 from mupx.sweep.store import load_sweep_json
@@ -87,7 +88,7 @@ def test_a_run_in_a_warm_worker_equals_a_fresh_process(finished_sweep, tmp_path)
     sets = [a for o in SWEEP_TINY for a in ("-s", o)]
     sets += ["-s", "param=sp", "-s", f"model.width={last['width']}", "-s", "param.base_width=32",
              "-s", f"optimizer.lr={last['lr']!r}", "-s", "train.steps=6", "-s", "param.base_depth=2"]  # fmt: skip
-    threads = str(max(1, (os.cpu_count() or 1) // 2))  # the thread budget of a slot of --jobs 2
+    threads = LocalExecutor(jobs=2).slots()[0]["env"]["OMP_NUM_THREADS"]  # the thread budget of a slot of --jobs 2
     fresh = subprocess.run([sys.executable, "-m", "mupx.cli", "train", "--out", str(tmp_path / "f"), "--quiet", *sets],
                            capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": threads}, timeout=300)  # fmt: skip
     assert fresh.returncode == 0, fresh.stderr
@@ -95,6 +96,17 @@ def test_a_run_in_a_warm_worker_equals_a_fresh_process(finished_sweep, tmp_path)
     theirs = json.loads((folder / "runs" / last["run_id"] / "result.json").read_text())
     assert mine["run_id"] == last["run_id"]
     assert (mine["val_loss"], mine["final_train_loss"]) == (theirs["val_loss"], theirs["final_train_loss"])
+
+
+@pytest.mark.parametrize("asked,jobs,threads", [(None, 2, 4), (None, 16, 1), ("1", 2, 1), ("2", 1, 2), ("16", 2, 4), ("x", 4, 2)])
+def test_a_cpu_slots_threads_are_cores_over_jobs_capped_by_a_set_omp_num_threads(asked, jobs, threads, monkeypatch):
+    monkeypatch.setattr(os, "cpu_count", lambda: 8)
+    if asked is None:
+        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    else:
+        monkeypatch.setenv("OMP_NUM_THREADS", asked)
+    slots = LocalExecutor(jobs=jobs).slots()
+    assert len(slots) == jobs and {s["env"]["OMP_NUM_THREADS"] for s in slots} == {str(threads)}
 
 
 def test_rerun_skips_finished_runs(finished_sweep):

@@ -6,7 +6,9 @@ that run, not the sweep).
   code, started once; a worker that dies takes only its current run with it and is replaced. With GPUs,
   each slot is pinned with ``CUDA_VISIBLE_DEVICES`` (``runs_per_gpu`` small runs may share one GPU); a
   run needing ``gpus_per_run`` > 1 GPUs is a fresh ``torchrun`` process per run. On CPU, each slot gets
-  a thread budget (cores / jobs) through ``OMP_NUM_THREADS``.
+  a thread budget through ``OMP_NUM_THREADS``: cores / jobs, capped by an ``OMP_NUM_THREADS`` already set
+  (a machine shared with other work, e.g. a test suite on several workers, asks for fewer threads that way;
+  more threads than free cores make OpenMP spin-wait).
 - ``SlurmExecutor`` (slurm.py): the same command as a SLURM job array through submitit.
 """
 
@@ -99,6 +101,9 @@ class LocalExecutor:
         """Environment and device of each concurrent run slot."""
         if not self.gpus:
             threads = max(1, (os.cpu_count() or 1) // self.jobs)
+            asked = os.environ.get("OMP_NUM_THREADS", "")
+            if asked.isdigit() and int(asked) >= 1:
+                threads = min(threads, int(asked))
             env = {
                 "OMP_NUM_THREADS": str(threads),
                 "MKL_NUM_THREADS": str(threads),
