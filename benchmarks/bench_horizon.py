@@ -48,6 +48,16 @@ LRS = "2^-8:2^-4.5:0.5"
 BATCH = {"tokens": "1310720", "batches": "8,32", "target": "128", "lrs": "2^-8:2^-3.5:0.5"}
 
 
+READING = """Reading of the runs above (batch part of 2026-12-02): **the 4× batch transfer fails.** At 1,310,720 tokens
+the batch-128 target trains 160 steps and ends at val loss 2.06, where batch 32 (640 steps) reaches 1.70 and batch 8
+1.66 at width 64: the target is past the critical batch, where lr* no longer grows with the batch. Its verify optimum
+(0.018, the verify grid's lowest lr) lies below the optimum at batch 32 (2^-5.07) and near batch 8's (2^-5.92). The
+batch exponent fitted on two batches, +0.25 (95% −1.96 to +2.47), predicts nothing 4× beyond them: the transfer
+printed a 95% interval of 0.00028–4.6 for its lr, and the uncorrected proxy lr (regret 0.78%) beat the moved one
+(1.55%). A batch protocol that can show the transfer needs the proxies and the target below the critical batch
+(more tokens per run, or smaller batches) and at least three batches, so that the exponent has an interval."""
+
+
 def sweep(root: Path, name: str, lrs: str, *args: str) -> tuple[dict, float]:
     start = time.perf_counter()
     mupx("sweep", *COMMON, "--lrs", lrs, "--jobs", "2", "--out", str(root / name), *args)
@@ -155,7 +165,7 @@ def tables(raw: dict) -> str:
     for name, key in (("4× longer (1200 steps, width 64)", "horizon_transfer"), ("4× batch (128, width 64)", "batch_transfer")):
         lines.append(f"| **{name}** | | | | |")
         lines += transfer_rows(raw[key])
-    return "\n".join(lines)
+    return "\n".join([*lines, "", READING])
 
 
 def main() -> None:
