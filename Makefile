@@ -17,9 +17,10 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 
-# Two workers, a test file each at a time (its module fixtures built once); every process one thread (conftest).
+# Two workers, a test file each at a time (its module fixtures built once), longest files first (tests/conftest.py);
+# every process one thread (conftest).
 test: install
-	$(PY) -m pytest -q -n 2 --dist loadfile
+	$(PY) -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder
 
 test-slow: install
 	$(PY) -m pytest -q -m slow

@@ -33,3 +33,19 @@ def session_cache(tmp_path_factory):
         os.environ.pop("MUPX_CACHE_DIR", None)
     else:
         os.environ["MUPX_CACHE_DIR"] = old
+
+
+# The two test workers (`make test`: -n 2 --dist loadfile --no-loadscope-reorder) take whole files in collection
+# order. The files that train most go first and the quick ones fill in at the end, so that neither worker sits
+# idle while the other finishes a long file (longest first; by default xdist orders files by their number of
+# tests, which put the single 30-60 s tests last). Order by measured duration under -n 2, longest first.
+LONGEST_FIRST = [
+    "test_coord_check_optimizers.py", "test_sweep.py", "test_coord_check.py", "test_resume.py", "test_prepare.py",
+    "test_api.py", "test_slurm.py", "test_ddp.py", "test_gpu_check.py", "test_compare.py", "test_target_run.py",
+    "test_horizon.py", "test_report.py", "test_data.py", "test_bad_input.py",
+]  # fmt: skip
+
+
+def pytest_collection_modifyitems(items):
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: each file keeps its own order
