@@ -41,8 +41,8 @@ def session_cache(tmp_path_factory):
 # tests, which put the single 30-60 s tests last). Order by measured duration under -n 2, longest first.
 LONGEST_FIRST = [
     "test_coord_check_optimizers.py", "test_sweep.py", "test_coord_check.py", "test_resume.py", "test_prepare.py",
-    "test_api.py", "test_slurm.py", "test_ddp.py", "test_gpu_check.py", "test_compare.py", "test_target_run.py",
-    "test_horizon.py", "test_report.py", "test_data.py", "test_bad_input.py",
+    "test_api.py", "test_slurm.py", "test_ddp.py", "test_report.py", "test_gpu_check.py", "test_target_run.py",
+    "test_horizon.py", "test_data.py", "test_bad_input.py",
 ]  # fmt: skip
 
 

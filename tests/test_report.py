@@ -1,10 +1,13 @@
 """`mupx report`: a real tiny sweep and transfer -> figures, report.md, a self-contained report.html;
-bad input is one line, exit 2, nothing written."""
+bad input is one line, exit 2, nothing written. Then `mupx compare` on the same transfers (adamw) and an sgd
+one: in this file so that the tiny sweeps are built once (the test workers take whole files)."""
 
 import contextlib
 import io
 import json
+import math
 import re
+import shutil
 import sys
 
 import pytest
@@ -14,7 +17,7 @@ from mupx.cli import main
 from .conftest import TINY
 
 SWEEP_TINY = [o for o in TINY if not o.startswith(("model.width=", "param.base_width="))]
-_BUILT: dict[str, object] = {}  # optimizer -> sweep folder, shared with test_compare in one session
+_BUILT: dict[str, object] = {}  # optimizer -> sweep folder, shared by the report and compare tests
 
 
 def _mupx(*args) -> str:
@@ -215,3 +218,65 @@ def test_report_plots_upload_to_an_offline_wandb_run(reported, tmp_path, monkeyp
     _mupx("report", folder, "--wandb", "demo", "--wandb-mode", "offline")
     [run] = (folder / "report" / "wandb").glob("offline-run-*")
     assert len(list(run.glob("files/media/images/report/loss_vs_lr_*.png"))) == 1
+
+
+# --- mupx compare on the tiny transfers --------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def transfers(tmp_path_factory):
+    return tiny_sweep(tmp_path_factory, "adamw"), tiny_sweep(tmp_path_factory, "sgd")
+
+
+def test_compare_adamw_and_sgd(transfers, tmp_path, capsys):
+    adamw, sgd = transfers
+    out = tmp_path / "cmp"
+    # a sweep folder holding one transfer, and a transfer.json
+    code, stdout, err = cli(
+        capsys, "compare", sgd / "transfer-w128-d2" / "transfer.json", adamw, "--out", out
+    )
+    assert code == 0, err
+    doc = json.loads((out / "compare.json").read_text())
+    assert doc["reference"] == "adamw"  # the adamw run, though listed second
+    runs = {r["name"]: r for r in doc["runs"]}
+    assert set(runs) == {"adamw", "sgd"}
+    assert runs["adamw"]["speedup"] == pytest.approx(1.0)
+    s = runs["sgd"]
+    assert s["speedup"] > 0 and math.isfinite(s["speedup"]) and s["step_time_ratio"] > 0
+    assert (s["speedup"] < 1) == (s["final_loss"] > runs["adamw"]["final_loss"])
+    assert doc["target"] == {"model": "gpt2", "width": 128, "depth": 2, "tokens": 10 * 4 * 32}
+    import matplotlib.image as mpimg
+
+    assert mpimg.imread(out / "compare.png").shape[0] > 100
+    assert "speedup over adamw" in stdout and "sgd" in stdout
+
+
+def test_incomparable_runs_are_refused_unless_forced(transfers, tmp_path, capsys):
+    adamw, sgd = transfers
+    other = tmp_path / "wide-sgd" / "transfer-w128-d2"
+    shutil.copytree(sgd / "transfer-w128-d2", other)
+    run_id = json.loads((other / "transfer.json").read_text())["runs"][0]["run_id"]
+    result = other / "runs" / run_id / "result.json"
+    result.write_text(json.dumps({**json.loads(result.read_text()), "width": 256}))
+    out = tmp_path / "cmp"
+    code, _, err = cli(capsys, "compare", adamw, sgd, other, "--out", out)
+    assert code == 2 and err.count("\n") == 1 and "differ in target width" in err
+    assert not out.exists()
+    code, _, err = cli(capsys, "compare", adamw, sgd, other, "--out", out, "--force", "--reference", "sgd")
+    assert code == 0, err
+    doc = json.loads((out / "compare.json").read_text())
+    assert doc["reference"] == "sgd" and doc["forced"]
+    assert [r["name"] for r in doc["runs"]] == ["adamw", "sgd", "wide-sgd"]  # same optimizer: sweep names
+
+
+@pytest.mark.parametrize("case", ["one input", "no transfer", "unknown reference", "corrupt"])
+def test_bad_compare_input_is_one_line_exit_2(case, transfers, tmp_path, capsys):
+    adamw, sgd = transfers
+    args = {"one input": [adamw], "no transfer": [adamw, tmp_path / "empty"], "unknown reference": [adamw, sgd, "--reference", "muon"],
+            "corrupt": [adamw, tmp_path / "transfer.json"]}[case]  # fmt: skip
+    (tmp_path / "transfer.json").write_text("{")
+    (tmp_path / "empty").mkdir()
+    out = tmp_path / "cmp"
+    code, _, err = cli(capsys, "compare", *args, "--out", out)
+    assert code == 2 and err.count("\n") == 1 and err.startswith("mupx: error:"), err
+    assert not out.exists()
