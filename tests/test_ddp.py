@@ -14,6 +14,7 @@ from mupx.runconfig import load_run_config
 from mupx.train import run
 
 from .conftest import TINY
+from .test_cli import cli, sets
 
 STEPS = 6
 # Short preconditioner / Hessian periods so the run crosses a refresh under DDP too.
@@ -46,9 +47,9 @@ def two_ranks(tmp_path_factory):
     after another in the same two ranks and process group)."""
     root = tmp_path_factory.mktemp("ddp")
     names = sorted(REGISTRY)
-    sets = [a for o in SHARED for a in ("-s", o)]
+    flags = sets(SHARED)
     own = [a for name in names for o in PERIODS.get(name, []) for a in (f"--set-{name}", o)]
-    proc = torchrun([str(Path(__file__).parent / "ddp_driver.py"), str(root / "two"), ",".join(names), *sets, *own])
+    proc = torchrun([str(Path(__file__).parent / "ddp_driver.py"), str(root / "two"), ",".join(names), *flags, *own])
     assert proc.returncode == 0, proc.stderr[-3000:]
     return root, proc
 
@@ -70,19 +71,18 @@ def test_two_ranks_stay_identical_and_match_one_rank(two_ranks, tmp_path, name):
     assert abs(result["val_loss"] - one["val_loss"]) <= LOSS_TOLERANCE
 
 
-def test_nproc_starts_torchrun_and_a_resume_continues_on_two_ranks(tmp_path):
+def test_nproc_starts_torchrun_and_a_resume_continues_on_two_ranks(tmp_path, capsys):
     """``mupx train --nproc 2`` launches torchrun; a checkpoint written by 2 ranks resumes on 2 ranks to the
     same losses as the uninterrupted run, and refuses to resume on 1."""
-    sets = [a for o in overrides("adamw") for a in ("-s", o)]
+    flags = sets(overrides("adamw"))
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "mupx.cli", "train", "--nproc", "2", "--out", str(out), "--quiet", *sets]
+    cmd = [sys.executable, "-m", "mupx.cli", "train", "--nproc", "2", "--out", str(out), "--quiet", *flags]
     first = subprocess.run(cmd + ["-s", "train.checkpoint_every=2"], capture_output=True, text=True, timeout=300)
     assert first.returncode == 0, first.stderr[-3000:]
     straight = losses(out)
     (out / "result.json").unlink()  # pretend the run stopped after its step-4 checkpoint
-    one_rank = subprocess.run([sys.executable, "-m", "mupx.cli", "train", "--resume", "--out", str(out), "--quiet",
-                               *sets, "-s", "train.checkpoint_every=2"], capture_output=True, text=True, timeout=300)  # fmt: skip
-    assert one_rank.returncode == 2 and "written by 2 ranks" in one_rank.stderr
+    code, _, err = cli(capsys, "train", "--resume", "--out", str(out), "--quiet", *flags, "-s", "train.checkpoint_every=2")
+    assert code == 2 and "written by 2 ranks" in err
     again = subprocess.run(cmd + ["--resume", "-s", "train.checkpoint_every=2"], capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr[-3000:]
     assert losses(out) == straight
@@ -96,9 +96,9 @@ def test_nproc_starts_torchrun_and_a_resume_continues_on_two_ranks(tmp_path):
         (["--nproc", "2", "-s", "train.batch=3"], "train.batch 3 is not divisible by --nproc 2 x train.accum 1"),
     ],
 )
-def test_bad_nproc_is_one_line_exit_2(tmp_path, args, message):
-    sets = [a for o in TINY for a in ("-s", o)]
-    proc = subprocess.run([sys.executable, "-m", "mupx.cli", "train", "--out", str(tmp_path / "r"), *sets, *args],
-                          capture_output=True, text=True, timeout=120)  # fmt: skip
-    assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0 and message in proc.stderr, proc.stderr
+def test_bad_nproc_is_one_line_exit_2(tmp_path, args, message, capsys):
+    """In process: the flags are refused before torchrun starts (tests/test_bad_input.py shows, as subprocesses,
+    that such errors print no traceback)."""
+    code, _, err = cli(capsys, "train", "--out", str(tmp_path / "r"), *sets(TINY), *args)
+    assert code == 2 and err.strip().count("\n") == 0 and message in err, err
     assert not (tmp_path / "r").exists()
