@@ -90,6 +90,19 @@ FINDINGS = """What each experiment decided (the numbers are in its table):
   demo's grid reaches 2^-5; with three seeds widths 16 and 128 alone carry the verdicts (`make demo`).
 - **head-dim-8**: two heads of 8 at the base instead of one of 16 made the width-16 valley flat (curvature
   0.056) and its optimum unlocated: head_dim 16 stays.
+- **clip-sophia, rho-sophia** (issue 11, item 5): neither the global clip nor ρ moves Sophia's lr* with
+  width here. The clip at 1.0 raises lr* by about 0.3 octave at both widths (−7.64 → −7.33 at 16,
+  −7.65 → −7.30 at 128), so the drift stays put (−0.01 without, +0.04 with); ρ from 0.01 to 0.16 leaves every
+  optimum within 0.2 octave (drifts −0.04 and +0.17). Only the unclipped series has a drift interval
+  (−0.77 to +0.75), so "does not matter" holds to about ±0.75 octave over 8×, not to ±0.5: no width rule for
+  them was added.
+- **clip-sgd**: not decided. SGD barely trains in 150 steps (val loss 2.69–2.79, a flat and jagged valley), so
+  no optimum has an interval and the −1.49 "drift" with the clip is noise between two minima at width 128.
+  What the runs do show is the mechanism the clip was suspected of: without it both widths diverge at
+  2^−0.24 and train at 2^−0.74 (the stability edge transfers); with it width 16 still trains at 2^0.26
+  while width 128 diverges there, since μP's global gradient norm falls with width and the clip binds less
+  at the target. Deciding it needs SGD runs long enough to locate lr* (the coordinate checks are
+  unaffected: they run with train.grad_clip=0).
 """
 
 
