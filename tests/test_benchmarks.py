@@ -1,13 +1,10 @@
-"""The benchmark scripts' own logic: generated sections, the transfer summary and its regret, on a real sweep."""
+"""The benchmark scripts' own logic: generated sections and the transfer summary's regret (tests/test_report.py
+summarises its real tiny sweep with bench_transfer and renders the tables)."""
 
-import json
-import math
 import sys
 from pathlib import Path
 
 import pytest
-
-from tests.test_report import tiny_sweep
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import bench_transfer  # noqa: E402
@@ -44,31 +41,3 @@ def test_regret_reads_the_largest_widths_curve_at_the_smallest_widths_optimum():
     out = bench_transfer.regret([base, top], "width")
     assert out["regret"] is None and out["note"] == "outside the grid"
     assert out["lower_bound"] == pytest.approx(0.5)
-
-
-def test_summary_of_a_real_sweep_and_its_generated_tables(tmp_path_factory, tmp_path, monkeypatch):
-    doc = json.loads((tiny_sweep(tmp_path_factory) / "sweep.json").read_text())
-    summary = bench_transfer.summarise(doc, "width")
-    assert summary["runs"] == len(doc["runs"]) == 12  # 2 widths x 3 lrs x μP and SP
-    for param in ("mup", "sp"):
-        s, fit = summary[param], doc["fits"][param]
-        assert s["values"] == [32, 64]
-        drift = fit["drift"]["width"][0]
-        assert (s["octaves"], s["verdict"]) == (drift["octaves"], drift["verdict"])
-        r = s["regret"]
-        assert r["lr"] == fit["points"][0]["lr_star"]
-        if r["regret"] is not None:
-            assert r["regret"] >= 0 and math.isfinite(r["loss"])
-    readme, results = tmp_path / "README.md", tmp_path / "RESULTS.md"
-    readme.write_text("# mupx\n\n<!-- bench-transfer:start -->\n<!-- bench-transfer:end -->\n\nkept\n")
-    monkeypatch.setattr(bench_transfer, "README", readme)
-    monkeypatch.setattr(bench_transfer, "RESULTS", results)
-    raw = {"command": "bench", "date": "today", "machine": "here", "kind": "cpu", "size": bench_transfer.SIZES["cpu"],
-           "results": {"adamw": {"date": "today", "width": summary}}}  # fmt: skip
-    bench_transfer.render(raw)
-    text = readme.read_text()
-    assert text.endswith("<!-- bench-transfer:end -->\n\nkept\n")
-    row = next(line for line in text.splitlines() if line.startswith("| adamw |"))
-    assert f"{summary['mup']['octaves']:+.2f}" in row
-    assert "| muon | not measured yet |" in text
-    assert "### Over depth" in results.read_text()

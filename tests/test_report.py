@@ -1,6 +1,7 @@
 """`mupx report`: a real tiny sweep and transfer -> figures, report.md, a self-contained report.html;
 bad input is one line, exit 2, nothing written. Then `mupx compare` on the same transfers (adamw) and an sgd
-one: in this file so that the tiny sweeps are built once (the test workers take whole files)."""
+one, and make bench-transfer's summary of the sweep: in this file so that the tiny sweeps are built once (the
+test workers take whole files)."""
 
 import contextlib
 import io
@@ -9,6 +10,7 @@ import math
 import re
 import shutil
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -280,3 +282,37 @@ def test_bad_compare_input_is_one_line_exit_2(case, transfers, tmp_path, capsys)
     code, _, err = cli(capsys, "compare", *args, "--out", out)
     assert code == 2 and err.count("\n") == 1 and err.startswith("mupx: error:"), err
     assert not out.exists()
+
+
+# --- benchmarks/bench_transfer.py's summary of the same sweep -----------------------------------------------
+
+
+def test_bench_transfer_summarises_the_sweep_and_renders_its_tables(tmp_path_factory, tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import bench_transfer
+
+    doc = json.loads((tiny_sweep(tmp_path_factory) / "sweep.json").read_text())
+    summary = bench_transfer.summarise(doc, "width")
+    assert summary["runs"] == len(doc["runs"]) == 12  # 2 widths x 3 lrs x μP and SP
+    for param in ("mup", "sp"):
+        s, fit = summary[param], doc["fits"][param]
+        assert s["values"] == [32, 64]
+        drift = fit["drift"]["width"][0]
+        assert (s["octaves"], s["verdict"]) == (drift["octaves"], drift["verdict"])
+        r = s["regret"]
+        assert r["lr"] == fit["points"][0]["lr_star"]
+        if r["regret"] is not None:
+            assert r["regret"] >= 0 and math.isfinite(r["loss"])
+    readme, results = tmp_path / "README.md", tmp_path / "RESULTS.md"
+    readme.write_text("# mupx\n\n<!-- bench-transfer:start -->\n<!-- bench-transfer:end -->\n\nkept\n")
+    monkeypatch.setattr(bench_transfer, "README", readme)
+    monkeypatch.setattr(bench_transfer, "RESULTS", results)
+    raw = {"command": "bench", "date": "today", "machine": "here", "kind": "cpu", "size": bench_transfer.SIZES["cpu"],
+           "results": {"adamw": {"date": "today", "width": summary}}}  # fmt: skip
+    bench_transfer.render(raw)
+    text = readme.read_text()
+    assert text.endswith("<!-- bench-transfer:end -->\n\nkept\n")
+    row = next(line for line in text.splitlines() if line.startswith("| adamw |"))
+    assert f"{summary['mup']['octaves']:+.2f}" in row
+    assert "| muon | not measured yet |" in text
+    assert "### Over depth" in results.read_text()
