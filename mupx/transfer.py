@@ -15,6 +15,9 @@ rule, printed with how far the target lies beyond the proxies:
   ``sqrt`` — lr ∝ √(B/B0), the SDE scaling rule for Adam (Malladi et al. 2205.10287); ``power:E``;
   ``none`` (the default otherwise, with a warning line).
 
+A ``measured`` rule used beyond the proxies warns when its exponent's 95% interval moves the lr at the target
+by more than an octave either way (or has no interval): then it knows little more than ``none``.
+
 The prediction is the sweep's recommended base lr (the plane at the optima's centroid in width and
 depth, at the reference horizon and batch: the longest and largest swept) moved along tokens and batch:
 with ``measured`` by the plane itself (one linear combination of its coefficients, so its 95% interval
@@ -228,7 +231,30 @@ def axis_lines(pred: dict) -> list[str]:
         elif a["target"] != a["reference"] or a["beyond"]:
             rule = f"measured, {slope}" if a["rule"] == "measured" else a["rule"]
             lines.append(f"{axis}: {where}, {rule}: {a['shift_octaves']:+.2f} octaves")
+            if a["rule"] == "measured" and a["beyond"]:
+                lines += imprecise_exponent(axis, a)
     return lines
+
+
+# A measured exponent is used beyond the proxies only with a warning when its 95% interval moves the lr at the
+# target by more than this many octaves either way (twice the ±0.5 tolerance of a transfer): the rule then
+# says little more than "unknown" (bench-horizon's 4x batch: +0.25 (95% -1.96 to +2.47), regret 1.55%).
+IMPRECISE_OCTAVES = 1.0
+
+
+def imprecise_exponent(axis: str, a: dict) -> list[str]:
+    """A warning line when the measured exponent along ``axis`` is too uncertain to extrapolate with."""
+    octaves = math.log2(a["target"] / a["reference"])
+    if a["slope_interval"] is None:
+        spread = "has no interval"
+    else:
+        lo, hi = sorted(e * octaves for e in a["slope_interval"])
+        if max(a["shift_octaves"] - lo, hi - a["shift_octaves"]) <= IMPRECISE_OCTAVES:
+            return []
+        spread = f"moves the lr {lo:+.2f} to {hi:+.2f} octaves at the target (95%)"
+    more = "--steps or --tokens values" if axis == "tokens" else "--batches"
+    return [f"warning: {axis}: the measured exponent {spread}: too uncertain to extrapolate with; "
+            f"{RULE_FLAGS[axis]} none keeps the proxy lr, or sweep more {more} or seeds"]
 
 
 def refusal(pred: dict) -> str | None:

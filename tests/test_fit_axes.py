@@ -111,6 +111,20 @@ def test_transfer_moves_the_lr_by_each_rule():
     assert none["lr"] == pytest.approx(rec["lr"]) and none["lr"] == none["uncorrected_lr"]
 
 
+def test_an_exponent_too_uncertain_to_extrapolate_with_is_named():
+    doc = sweep_doc(np.random.default_rng(2))
+    pred = plan_transfer(doc, "mup", 1024, None, tokens=4 * TOKENS[-1], batch=4 * BATCHES[-1])
+    assert not [line for line in axis_lines(pred) if "too uncertain" in line]  # measured well: no warning
+    batch = pred["axes"]["batch"]  # as bench-horizon's two-batch sweep measured it (benchmarks/horizon.json)
+    batch.update(slope=0.25, slope_interval=[-1.96, 2.47], shift_octaves=0.5, beyond=4.0, reference=BATCHES[-1],
+                 target=4 * BATCHES[-1])  # fmt: skip
+    warning = next(line for line in axis_lines(pred) if "too uncertain" in line)
+    assert warning == ("warning: batch: the measured exponent moves the lr -3.92 to +4.94 octaves at the target (95%): "
+                       "too uncertain to extrapolate with; --batch-rule none keeps the proxy lr, or sweep more --batches or seeds")  # fmt: skip
+    batch["slope_interval"] = None
+    assert any(line.startswith("warning: batch: the measured exponent has no interval") for line in axis_lines(pred))
+
+
 def test_an_axis_the_sweep_did_not_vary():
     doc = sweep_doc(np.random.default_rng(3), batches=(16,))
     pred = plan_transfer(doc, "mup", 256, None, batch=64)  # default: none, with a warning naming the √B rule
