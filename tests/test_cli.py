@@ -13,9 +13,9 @@ from .conftest import TINY
 
 
 def cli(capsys, *args):
-    """Run the CLI in-process; returns (exit code, stdout, stderr)."""
+    """Run the CLI in-process (arguments such as paths as their str); returns (exit code, stdout, stderr)."""
     try:
-        main(list(args))
+        main([str(a) for a in args])
         code = 0
     except SystemExit as e:
         code = e.code

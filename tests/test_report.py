@@ -17,6 +17,7 @@ import pytest
 from mupx.cli import main
 
 from .conftest import TINY
+from .test_cli import cli
 
 SWEEP_TINY = [o for o in TINY if not o.startswith(("model.width=", "param.base_width="))]
 _BUILT: dict[str, object] = {}  # optimizer -> sweep folder, shared by the report and compare tests
@@ -58,16 +59,6 @@ def tiny_sweep(tmp_path_factory, optimizer: str = "adamw"):
         _mupx("transfer", "--from", folder / "sweep.json", "--width", 128, *extra, "--jobs", 2, "--force")  # tiny: no verdict
         _BUILT[optimizer] = folder
     return _BUILT[optimizer]
-
-
-def cli(capsys, *args):
-    try:
-        main([str(a) for a in args])
-        code = 0
-    except SystemExit as e:
-        code = e.code
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 @pytest.fixture(scope="module")
