@@ -8,10 +8,10 @@ is there). Each sweep is the CLI command a user would type (echoed); rerunning r
 benchmark continues where it stopped.
 
 **Learning-rate grid.** ``--lrs auto``: a 1-octave coarse grid of 5 points around the optimizer's
-configured lr, extended an octave at a time while a series' optimum sits at an edge, then refined to
-half-octave steps either side of each series' optimum. The optimum is thus fitted on a half-octave grid
-(the fit window is ±1 octave around the grid argmin: 5 points) for every width and parameterization,
-including SP's, whose optimum moves. For Muon, Muon++, Shampoo and SOAP the swept lr is that of the
+configured lr, extended an octave at a time while a series' optimum sits at an edge, then filled with every half-octave
+point of the fit window (±1 octave around the series' argmin, again when the argmin moves). The optimum is
+thus fitted on a full half-octave window of 5 points for every width and parameterization, including SP's,
+whose optimum moves. For Muon, Muon++, Shampoo and SOAP the swept lr is that of the
 hidden matrices; their AdamW side (embeddings, readout, gains, biases) keeps its configured lr, μP-scaled.
 
 **Recorded** per optimizer, axis and parameterization (from the sweep's ``fits``, mupx.fit): lr* per
@@ -243,8 +243,9 @@ def tables(raw: dict) -> str:
         f"- Sizes: GPT-2 proxy, {tokens_text(size)} (cosine schedule, 10% warmup), {size['seeds']} seeds per point, "
         f"objective = final validation loss; widths {size['widths']} at depth {size['depth']}; depths "
         f"{size['depths']} at width {size['depth_width']} (μP: depth-μP with α = 1; SP: no depth scaling).",
-        "- Grid: `--lrs auto` (coarse octave grid around the configured lr, extended past edge optima, refined to "
-        "half-octave steps around each optimum). Swept lr: the hidden matrices' for muon, muonpp, shampoo, soap.",
+        "- Grid: `--lrs auto` (coarse octave grid around the configured lr, extended past edge optima, then every "
+        "half-octave point within the fit window, ±1 octave of each series' optimum). Swept lr: the hidden "
+        "matrices' for muon, muonpp, shampoo, soap.",
         "- Drift: slope of log2 lr* on log2 width (depth) × log2 of the range, weighted by the optima's intervals "
         "(mupx.fit), with its 95% interval; verdict at ±0.5 octave, **bold** when the interval agrees. Regret: "
         "seed-mean loss at the largest width (depth) at the smallest one's lr*, minus the best seed-mean loss there "

@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections import defaultdict
 
 import pytest
 
@@ -201,8 +202,12 @@ def test_auto_mode_brackets_each_optimum(tmp_path):
     assert len(lrs) > 5  # the coarse grid grew
     assert not point["at_edge"]
     assert lrs[0] < point["best_lr"] < lrs[-1]
-    spacing = sorted(abs(math.log2(lr) - math.log2(point["best_lr"])) for lr in lrs)
-    assert spacing[1] <= 0.5 + 1e-9  # resolved to half an octave around the optimum
+    losses = defaultdict(list)
+    for r in doc["runs"]:
+        losses[r["lr"]].append(r["loss"])
+    argmin = min(losses, key=lambda lr: sum(losses[lr]) / len(losses[lr]))
+    offsets = {round(2 * (math.log2(lr) - math.log2(argmin))) / 2 for lr in lrs}
+    assert {-1.0, -0.5, 0.5, 1.0} <= offsets, offsets  # the fit window filled at half-octave steps
 
 
 def test_bad_sweep_flags_exit_2_and_create_nothing(tmp_path, capsys):

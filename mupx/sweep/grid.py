@@ -153,8 +153,8 @@ def check_overrides(overrides: list[str]) -> None:
 @dataclass(frozen=True)
 class AutoLR:
     """Auto mode: a coarse 1-octave grid of ``coarse`` points centred on ``center``, extended by one
-    octave past an edge optimum (at most ``max_extend`` times per side), then refined with half-octave
-    points either side of each series' optimum."""
+    octave past an edge optimum (at most ``max_extend`` times per side), then filled with ``resolution``-octave
+    points across the fit window around each series' optimum (runner.lrs_for)."""
 
     center: float
     coarse: int = 5

@@ -2,7 +2,7 @@
 
 Re-running the same command resumes: runs whose folder holds a completed or diverged result are skipped,
 failed and unfinished runs run again. In ``auto`` lr mode the grid grows in rounds until every series'
-optimum is bracketed and resolved to half an octave.
+optimum is bracketed and its fit window (±1 octave) filled at half-octave steps.
 
 **Horizons share runs.** In a sweep over two or more horizons (warmup-stable-decay with one warmup in
 steps, :mod:`mupx.sweep.grid`) the runs of one (param, width, depth, hp, batch, lr, seed) differ only in
@@ -32,7 +32,7 @@ from omegaconf import OmegaConf
 from .. import checkpoint
 from ..config import compose, to_dict
 from ..errors import MupxError
-from ..fit import fit_sweep
+from ..fit import WINDOW_OCTAVES, fit_sweep
 from ..runconfig import from_resolved, result_keys
 from ..scaling.plan import build_plan
 from ..schedule import Schedule
@@ -155,33 +155,38 @@ class Sweep:
                 )
 
     def lrs_for(self, series: tuple) -> list[float]:
-        """Grid mode: the spec's list. Auto mode: the points the results so far call for."""
+        """Grid mode: the spec's list. Auto mode: the points the results so far call for.
+
+        Auto points lie on a lattice of ``resolution`` octaves around the centre (integer steps ``j``,
+        exact floats): the coarse grid every ``1 / resolution`` steps, extended an octave past an edge
+        optimum, then every lattice point within the fit's window (``WINDOW_OCTAVES`` either side of the
+        series' argmin, mupx.fit) is run, again after the argmin moves, so the quadratic always sees a full
+        window (an argmin refined to a half-octave point once left its window one point short)."""
         if self.spec.lrs is not None:
             return list(self.spec.lrs)
         auto = self.spec.auto
-        c = math.log2(auto.center)
+        c, per_octave = math.log2(auto.center), round(1 / auto.resolution)
         half = auto.coarse // 2
-        points = {c + i for i in range(-half, auto.coarse - half)}
-        lo_limit, hi_limit = c - half - auto.max_extend, c + (auto.coarse - half - 1) + auto.max_extend
+        points = {per_octave * i for i in range(-half, auto.coarse - half)}
+        lo_limit = per_octave * (-half - auto.max_extend)
+        hi_limit = per_octave * (auto.coarse - half - 1 + auto.max_extend)
+        reach = round(WINDOW_OCTAVES * per_octave)
         while True:
-            means = self._series_losses(series, points)
+            means = self._series_losses(series, {c + j * auto.resolution for j in points})
             if means is None:
                 break  # results pending: this round is not over
-            xs = sorted(points)
-            best = min(range(len(xs)), key=lambda i: means[xs[i]])
-            new = set()
-            if best == 0 and xs[0] - 1 >= lo_limit:
-                new.add(xs[0] - 1)
-            elif best == len(xs) - 1 and xs[-1] + 1 <= hi_limit:
-                new.add(xs[-1] + 1)
+            js = sorted(points)
+            best = min(js, key=lambda j: means[c + j * auto.resolution])
+            if best == js[0] and best - per_octave >= lo_limit:
+                new = {best - per_octave}
+            elif best == js[-1] and best + per_octave <= hi_limit:
+                new = {best + per_octave}
             else:
-                for nb in (best - 1, best + 1):
-                    if 0 <= nb < len(xs) and abs(xs[nb] - xs[best]) > auto.resolution + 1e-9:
-                        new.add((xs[nb] + xs[best]) / 2)
+                new = {j for j in range(best - reach, best + reach + 1) if lo_limit <= j <= hi_limit}
             if not new - points:
                 break
             points |= new
-        return [2.0**x for x in sorted(points)]
+        return [2.0 ** (c + j * auto.resolution) for j in sorted(points)]
 
     def _series_losses(self, series: tuple, points: set[float]) -> dict[float, float] | None:
         means = {}
