@@ -193,10 +193,19 @@ def octaves(s: dict) -> str:
 
 
 def regret_text(s: dict) -> str:
+    """The regret in loss and as a share of the best loss there (issue 11's bar: ≤ 0.5% under μP)."""
     r = s["regret"]
-    if r["regret"] is not None:
-        return f"{r['regret']:.3f}"
-    return f"≥ {r['lower_bound']:.3f}" if r.get("lower_bound") is not None else r["note"]
+    value, bound = r["regret"], r.get("lower_bound")
+    if value is None and bound is None:
+        return r["note"]
+    shown = value if value is not None else bound
+    return f"{'' if value is not None else '≥ '}{shown:.3f} ({100 * shown / r['best_loss']:.2f}%)"
+
+
+def best_loss_text(s: dict) -> str:
+    """The best seed-mean loss at the largest width (depth): under μP wider must not be worse than SP."""
+    loss = s["best_loss"][-1]
+    return "–" if loss is None else f"{loss:.3f}"
 
 
 def verdict(s: dict) -> str:
@@ -249,22 +258,23 @@ def tables(raw: dict) -> str:
         "- Drift: slope of log2 lr* on log2 width (depth) × log2 of the range, weighted by the optima's intervals "
         "(mupx.fit), with its 95% interval; verdict at ±0.5 octave, **bold** when the interval agrees. Regret: "
         "seed-mean loss at the largest width (depth) at the smallest one's lr*, minus the best seed-mean loss there "
-        "(≥: that lr lies beyond the grid there; the bound is the loss at the grid's end minus the best).",
+        "(≥: that lr lies beyond the grid there; the bound is the loss at the grid's end minus the best), and in % "
+        "of that best loss. Best loss: the best seed-mean val loss at the largest width (depth), μP beside SP.",
         "",
     ]
     for axis in ("width", "depth"):
         lines += [
             f"### Over {axis}",
             "",
-            f"| optimizer | param | lr* per {axis} | drift (octaves, 95%) | verdict | regret | runs (diverged) | run s | measured |",
-            "|---|---|---|---|---|---|---|---|---|",
+            f"| optimizer | param | lr* per {axis} | drift (octaves, 95%) | verdict | regret | best loss at {axis} {size[axis + 's'][-1]} | runs (diverged) | run s | measured |",
+            "|---|---|---|---|---|---|---|---|---|---|",
         ]  # fmt: skip
         for name in OPTIMIZERS:
             entry = raw["results"].get(name, {})
             r = entry.get(axis)
             if r is None:
                 if axis == "width" or name in DEPTH_OPTIMIZERS:
-                    lines.append(f"| {name} | | not measured yet | | | | | | |")
+                    lines.append(f"| {name} | | not measured yet | | | | | | | |")
                 continue
             for param in ("mup", "sp"):
                 s = r[param]
@@ -276,7 +286,8 @@ def tables(raw: dict) -> str:
                 secs = f"{r['wall_s']:.0f}" if param == "mup" else ""
                 lines.append(
                     f"| {name if param == 'mup' else ''} | {'μP' if param == 'mup' else 'SP'} | {lrs} | {octaves(s)} | "
-                    f"{verdict(s)} | {regret_text(s)} | {runs} | {secs} | {entry['date'] if param == 'mup' else ''} |"
+                    f"{verdict(s)} | {regret_text(s)} | {best_loss_text(s)} | {runs} | {secs} | "
+                    f"{entry['date'] if param == 'mup' else ''} |"
                 )
         lines.append("")
     lines.append(
