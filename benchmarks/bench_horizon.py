@@ -11,11 +11,12 @@ transferred, with the CPU proxy protocol (configs/proxy-cpu.yaml) on 2 CPU cores
 2. **Transfer 4× longer**: `mupx transfer` to width 64 at 1200 steps (4× the longest proxy), the lr moved
    by the measured exponent, with a 4-point verify sweep and the uncorrected proxy lr beside it, 2 seeds:
    the octave error against the verify sweep's optimum, and the regret of both lrs.
-3. **Batch**: the same over the batch at equal tokens (batches 8 and 32, 1,310,720 tokens per run), then a
-   transfer to batch 128 (4× the largest proxy) at the same tokens: 160 steps. (At 327,680 tokens the
-   target had 40 steps, 4 of them warmup; its verify sweep's optimum had no interval and the transfer
-   missed by 1.9% of the loss: too short a target to measure, so the tokens were raised 4×; there batch 32's
-   optimum at width 64 sat on the grid's top edge, so this part's grid reaches 2^-3.5.)
+3. **Batch**: AdamW μP at width 64 over batches 2, 4 and 8 at equal tokens (1,310,720 per run: 10,240 to
+   2,560 steps), 3 seeds, then a transfer to batch 32 (4× the largest proxy) at the same tokens: 640 steps.
+   The first protocol (batches 8 and 32, target 128) put the target past the critical batch (its loss 2.06
+   against 1.70 at batch 32) and fitted the exponent on two batches (+0.25, 95% −1.96 to +2.47): the transfer
+   failed (regret 1.55% against the uncorrected lr's 0.78%). So the proxies moved below batch 8 and the target
+   to 32, where lr* still grew with the batch (2^-5.92 at 8, 2^-5.07 at 32).
 
 Writes benchmarks/horizon.json (the sweeps' fits and the transfers, with their commands) and the
 bench-horizon section of benchmarks/RESULTS.md; ``--only horizon|batch`` reruns one part and keeps the
@@ -39,13 +40,17 @@ from mupx.io import atomic_write_json
 HERE = Path(__file__).resolve().parent
 RESULTS, RAW = HERE / "RESULTS.md", HERE / "horizon.json"
 PROTOCOL = os.path.relpath(HERE.parent / "configs" / "proxy-cpu.yaml")
-COMMON = ["--optimizer", "adamw", "--param", "mup", "--widths", "16,64", "--seeds", "3", "--config", PROTOCOL]
+COMMON = ["--optimizer", "adamw", "--param", "mup", "--seeds", "3", "--config", PROTOCOL]
+WIDTHS = "16,64"  # the horizon part's; the batch part sweeps the batch at the target's width alone
 HORIZONS = "75,150,300"
 PARTS = ("horizon", "batch")
 LRS = "2^-8:2^-4.5:0.5"
-# The batch part's grid reaches 2^-3.5: at 1,310,720 tokens batch 32's optimum at width 64 sat on 2^-4.5, the
-# top edge of LRS, so its lr* had no interval and the sweep's verdict was "inconclusive".
-BATCH = {"tokens": "1310720", "batches": "8,32", "target": "128", "lrs": "2^-8:2^-3.5:0.5"}
+# The batch part: three batches below the critical batch and a target 4x the largest. At 1,310,720 tokens, width
+# 64, batches 8 and 32 had their optima at 2^-5.92 and 2^-5.07 and val losses 1.66 and 1.70, and batch 128 (160
+# steps) ended at 2.06 with its optimum back below batch 32's (bench-horizon of 2026-12-02): the critical batch
+# lies between 32 and 128, so the proxies are batches 2, 4, 8 and the target 32. The grid is centred on where
+# batch 2's optimum should lie (√B: two octaves under batch 8's, one below for a flatter exponent).
+BATCH = {"tokens": "1310720", "batches": "2,4,8", "target": "32", "lrs": "2^-8.5:2^-4.5:0.5", "width": "64"}
 
 
 READING = """Reading of the runs above (batch part of 2026-12-02): **the 4× batch transfer fails.** At 1,310,720 tokens
@@ -79,8 +84,8 @@ def independent(root: Path, doc: dict) -> dict:
     rows, wall = [], 0.0
     for steps in HORIZONS.split(","):
         start = time.perf_counter()
-        mupx("sweep", *COMMON[:-4], "--seeds", "1", "--lrs", repr(lr), "--steps", steps, "--jobs", "2",
-             "--config", PROTOCOL, "--out", str(root / f"independent-{steps}"), "-s", "train.schedule=wsd",
+        mupx("sweep", "--optimizer", "adamw", "--param", "mup", "--widths", WIDTHS, "--seeds", "1", "--lrs", repr(lr),
+             "--steps", steps, "--jobs", "2", "--config", PROTOCOL, "--out", str(root / f"independent-{steps}"), "-s", "train.schedule=wsd",
              "-s", f"train.warmup_steps={spec['warmup_steps']}")  # fmt: skip
         wall += time.perf_counter() - start
         alone = json.loads((root / f"independent-{steps}" / "sweep.json").read_text())["runs"]
@@ -144,7 +149,8 @@ def tables(raw: dict) -> str:
           for part, run in raw["runs"].items()),
         f"- Horizon sweep: `{h['command']}`",
         f"- Batch sweep: `{b['command']}`",
-        "- AdamW μP, widths 16 and 64, 3 seeds, CPU proxy protocol (configs/proxy-cpu.yaml); transfers with 2 seeds, "
+        f"- AdamW μP, 3 seeds, widths {WIDTHS} (horizon) and {BATCH['width']} (batch), CPU proxy protocol "
+        "(configs/proxy-cpu.yaml); transfers with 2 seeds, "
         "a 4-point verify sweep (half-octave steps) and the uncorrected proxy lr beside the transferred one.",
         "",
         "| axis | exponent of lr* (95%) | swept | target |",
@@ -162,7 +168,8 @@ def tables(raw: dict) -> str:
         "| transfer | lr | octaves from the verify optimum | regret | regret / loss |",
         "|---|---|---|---|---|",
     ]
-    for name, key in (("4× longer (1200 steps, width 64)", "horizon_transfer"), ("4× batch (128, width 64)", "batch_transfer")):
+    batch_target = f"4× batch ({BATCH['target']}, width {BATCH['width']})"
+    for name, key in (("4× longer (1200 steps, width 64)", "horizon_transfer"), (batch_target, "batch_transfer")):
         lines.append(f"| **{name}** | | | | |")
         lines += transfer_rows(raw[key])
     return "\n".join([*lines, "", READING])
@@ -182,17 +189,18 @@ def main() -> None:
     for part in [args.only] if args.only else PARTS:
         raw["runs"][part] = {"command": command_line(), "date": utc_now(), "machine": machine()}
         if part == "horizon":
-            hdoc, hs = sweep(root, "horizon", LRS, "--steps", HORIZONS)
+            hdoc, hs = sweep(root, "horizon", LRS, "--widths", WIDTHS, "--steps", HORIZONS)
             raw["horizon"], raw["independent"] = summary(hdoc, hs), independent(root, hdoc)
             ht = transfer(root, "horizon", "--width", "64", "--steps", "1200")
             raw["horizon_transfer"] = transfer_summary(ht)
         else:
-            bdoc, bs = sweep(root, "batch", BATCH["lrs"], "--tokens", BATCH["tokens"], "--batches", BATCH["batches"])
+            bdoc, bs = sweep(root, "batch", BATCH["lrs"], "--widths", BATCH["width"], "--tokens", BATCH["tokens"],
+                             "--batches", BATCH["batches"])
             raw["batch"] = summary(bdoc, bs)
-            # --force: the target's width (64) is a swept width, so the sweep's width verdict does not decide
-            # this transfer; the batch axis it measures is the one extrapolated (the verdict is printed first).
-            bt = transfer(root, "batch", "--width", "64", "--tokens", BATCH["tokens"], "--batch", BATCH["target"],
-                          "--force")
+            # --force: the sweep has one width, so it has no width verdict to decide this transfer; the batch
+            # axis it measures is the one extrapolated (the verdict is printed first).
+            bt = transfer(root, "batch", "--width", BATCH["width"], "--tokens", BATCH["tokens"], "--batch",
+                          BATCH["target"], "--force")
             raw["batch_transfer"] = transfer_summary(bt)
     atomic_write_json(RAW, raw)
     replace_section(RESULTS, "bench-horizon", tables(raw), default_head="# Benchmarks\n")
