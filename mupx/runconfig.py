@@ -40,6 +40,7 @@ class TrainConfig:
     progress: bool
     peak_tflops: float | None
     warmup_steps: int | None = None  # the warmup in steps (None: warmup x steps)
+    eval_batch: int | None = None  # sequences per validation batch (None: batch); a batch sweep fixes it
     branch_from: str | None = None  # a checkpoint to continue (mupx.train: a branch); not in the run id
     branch_points: tuple[int, ...] = ()  # steps whose checkpoint is kept for a branch; not in the run id
 
@@ -64,6 +65,8 @@ class TrainConfig:
             raise MupxError(f"train.peak_tflops must be > 0 (or null), got {self.peak_tflops}")
         if self.diverge_factor <= 1:
             raise MupxError(f"train.diverge_factor must be > 1, got {self.diverge_factor}")
+        if self.eval_batch is not None and self.eval_batch <= 0:
+            raise MupxError(f"train.eval_batch must be a positive integer (or null: train.batch), got {self.eval_batch}")
         if self.warmup_steps is not None:
             wsd = self.schedule == "wsd"
             end = Schedule.of(self).decay_start if wsd else self.steps
@@ -104,6 +107,8 @@ def result_keys(resolved: dict) -> dict:
     keyed["train"] = {k: v for k, v in keyed["train"].items() if k not in unkeyed}
     for key in BRANCHING:  # a branch trains what an independent run of its horizon trains (mupx.train)
         keyed["train"].pop(key, None)
+    if keyed["train"].get("eval_batch") is None:  # unset, it is train.batch: the ids of runs that predate it
+        keyed["train"].pop("eval_batch", None)
     return keyed
 
 

@@ -109,6 +109,11 @@ class Trainer:
                 f"train.batch {t.batch} (global sequences per step) is not divisible by world size {d.world} "
                 f"x train.accum {t.accum}"
             )
+        if t.eval_batch is not None and t.eval_batch % (d.world * t.accum):
+            raise MupxError(
+                f"train.eval_batch {t.eval_batch} (sequences per validation batch) is not divisible by world size "
+                f"{d.world} x train.accum {t.accum}"
+            )
         corpus = load_corpus(cfg.data)
         plan = plan_for(cfg, corpus.vocab_size)
         torch.manual_seed(cfg.seed)
@@ -200,10 +205,12 @@ class Trainer:
 
     @torch.no_grad()
     def evaluate(self) -> float:
-        """Mean loss on fixed validation windows (the same for every run and resume), computed in the
-        training's micro-batches, each rank on its shard of every batch, averaged over ranks."""
+        """Mean loss on fixed validation windows: the first ``eval_batches`` x ``eval_batch`` (default
+        ``train.batch``) windows of one seeded stream, the same for every run and resume, and for every
+        training batch once ``eval_batch`` is set; computed in ``accum`` micro-batches, each rank on its shard
+        of every batch, averaged over ranks."""
         t = self.cfg.train
-        sampler = BatchSampler(self.corpus.val, t.batch, t.seq_len, seed=EVAL_SEED)
+        sampler = BatchSampler(self.corpus.val, t.eval_batch or t.batch, t.seq_len, seed=EVAL_SEED)
         self.model.eval()
         total = torch.zeros((), device=self.device)
         for _ in range(t.eval_batches):

@@ -91,7 +91,14 @@ def test_a_config_file_merges_on_top_of_the_defaults_and_a_saved_config_replays(
     code, out, err = cli(capsys, "sweep", "--config", "configs/proxy-cpu.yaml", "--widths", "16,64", "--lrs", "1e-3",
                          "--tokens", "65536", "--batches", "8,32", "--out", str(tmp_path / "s"), "--cfg", "job")  # fmt: skip
     assert code == 0, err
-    assert yaml.safe_load(out)["train"]["batch"] == 8 and not (tmp_path / "s").exists()
+    composed = yaml.safe_load(out)
+    assert composed["train"]["batch"] == 8 and not (tmp_path / "s").exists()
+    assert composed["train"]["eval_batch"] == 32  # the file's: every batch is scored on the same 16 x 32 windows
+    # without one, the sweep scores every batch on the largest batch's windows
+    code, out, err = cli(capsys, "sweep", "--widths", "16,64", "--lrs", "1e-3", "--seq-len", "64", "--tokens", "65536",
+                         "--batches", "8,32", "--out", str(tmp_path / "s"), "--cfg", "job")  # fmt: skip
+    assert code == 0, err
+    assert yaml.safe_load(out)["train"]["eval_batch"] == 32
 
 
 def test_rules_prints_tsv_in_a_pipe_and_never_truncates_tensor_names(capsys):

@@ -6,6 +6,7 @@ import math
 import pytest
 import torch
 
+from mupx.errors import MupxError
 from mupx.optim import PlanMismatchError, check_against_plan
 from mupx.runconfig import load_run_config
 from mupx.schedule import Schedule
@@ -129,3 +130,20 @@ def test_mfu_is_logged_against_the_stated_peak(tmp_path):
     assert math.isclose(result["mfu"], result["tokens_per_s"] * result["flops_per_token"] / 0.5e12)
     rows = [json.loads(line) for line in (tmp_path / "peak" / "metrics.jsonl").read_text().splitlines()]
     assert all(math.isclose(r["mfu"], r["tokens_per_s"] * result["flops_per_token"] / 0.5e12) for r in rows)
+
+
+def test_the_val_set_is_the_same_windows_whatever_the_training_batch():
+    """The val loss scores eval_batches x eval_batch fixed windows: with eval_batch set, runs at batch 2 and 8
+    are scored on the same windows (a batch sweep compares them); unset, each batch draws its own number."""
+
+    def val_loss(*overrides):
+        return Trainer.build(load_run_config([*TINY, "train.eval_batches=2", *overrides])).evaluate()
+
+    fixed = val_loss("train.batch=2", "train.eval_batch=8")
+    assert fixed == val_loss("train.batch=8", "train.eval_batch=8") == val_loss("train.batch=8")
+    assert val_loss("train.batch=2") != fixed  # 2 x 2 windows instead of 2 x 8
+
+
+def test_an_eval_batch_the_ranks_cannot_split_is_refused():
+    with pytest.raises(MupxError, match=r"train.eval_batch 6 .* not divisible by world size 1 x train.accum 4"):
+        Trainer.build(load_run_config([*TINY, "train.accum=4", "train.eval_batch=6"]))

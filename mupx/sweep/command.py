@@ -67,6 +67,10 @@ def build_spec(o: dict) -> SweepSpec:
     depths = parse_ints(o["depths"], "--depths") if o["depths"] else [base["model"]["depth"]]
     lrs = parse_lrs(o["lrs"])
     steps, tokens, batches = horizons_and_batches(o, base["train"])
+    overrides = list(o["overrides"])
+    if len(batches) > 1 and base["train"].get("eval_batch") is None:
+        # the val set is eval_batches x eval_batch windows: unset, each batch would be scored on its own number
+        overrides.append(f"train.eval_batch={max(batches)}")
     name = o["name"] or f"{o['optimizer']}-{o['param']}-w{'-'.join(map(str, widths))}" + "".join(
         f"-{tag}{'-'.join(map(str, values))}" for tag, values in (("d", depths), ("n", steps), ("t", tokens), ("b", batches))
         if len(values) > 1
@@ -79,7 +83,7 @@ def build_spec(o: dict) -> SweepSpec:
         seeds=tuple(range(o["seeds"])), hp=parse_hp(o["hp"]), base_width=o["base_width"] or widths[0],
         base_depth=o["base_depth"] or depths[0], steps=tuple(steps), tokens=tuple(tokens), batches=tuple(batches),
         seq_len=base["train"]["seq_len"], warmup_steps=shared_warmup(o, base["train"], steps, tokens, batches),
-        overrides=tuple(o["overrides"]), tolerance=o["tolerance"],
+        overrides=tuple(overrides), tolerance=o["tolerance"],
         auto=AutoLR(center=auto_center(o["lrs"], float(base["optimizer"]["lr"]))) if lrs is None else None,
     )  # fmt: skip
 
