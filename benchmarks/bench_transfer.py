@@ -30,7 +30,8 @@ width 256, 1000 steps of 32×256 tokens, head_dim 64, a 4096-token BPE. ``--quic
 alone (the same runs as the full benchmark's, so a full run afterwards reuses them).
 
 Writes the raw per-optimizer results to benchmarks/transfer.json (merged with earlier rows measured at the
-same sizes; ``--only`` reruns a subset), the tables to benchmarks/RESULTS.md and the headline table to
+same sizes; ``--only`` reruns a subset), every run's record among them (its axes, lr, seed, status and
+final val loss: ``mupx.fit.fit_sweep`` recomputes the fits from them), the tables to benchmarks/RESULTS.md and the headline table to
 README.md, each between the bench-transfer markers; ``--render`` rewrites both from transfer.json.
 """
 
@@ -62,6 +63,7 @@ SIZES = {
             "runs_per_gpu": 4},
 }  # fmt: skip
 TOLERANCE = 0.5
+RECORD = ("param", "width", "depth", "lr", "seed", "status", "loss")  # what the fit reads from each run
 MIN_RANGE = 4  # the widest (deepest) proxy at least this many times the smallest: a drift needs a range
 
 
@@ -176,6 +178,7 @@ def summarise(doc: dict, axis: str) -> dict:
             "regret": regret(points, axis),
         }
     runs = doc["runs"]
+    out["records"] = [{k: r.get(k) for k in RECORD} for r in runs]  # mupx.fit.fit_sweep(records) recomputes the fits
     out["runs"] = len(runs)
     out["diverged"] = sum(r["status"] == "diverged" for r in runs)
     out["wall_s"] = sum(r.get("wall_time_s") or 0 for r in runs)
