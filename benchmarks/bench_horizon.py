@@ -12,15 +12,16 @@ transferred, with the CPU proxy protocol (configs/proxy-cpu.yaml) on 2 CPU cores
    by the measured exponent, with a 4-point verify sweep and the uncorrected proxy lr beside it, 2 seeds:
    the octave error against the verify sweep's optimum, and the regret of both lrs.
 3. **Batch**: AdamW μP at width 64 over batches 2, 4 and 8 at equal tokens (1,310,720 per run: 10,240 to
-   2,560 steps), 3 seeds, then a transfer to batch 32 (4× the largest proxy) at the same tokens: 640 steps.
+   2,560 steps), 3 seeds, the auto lr grid, every batch scored on the same 16 × 32 validation windows
+   (``train.eval_batch``), then a transfer to batch 32 (4× the largest proxy) at the same tokens: 640 steps.
    The first protocol (batches 8 and 32, target 128) put the target past the critical batch (its loss 2.06
    against 1.70 at batch 32) and fitted the exponent on two batches (+0.25, 95% −1.96 to +2.47): the transfer
    failed (regret 1.55% against the uncorrected lr's 0.78%). So the proxies moved below batch 8 and the target
    to 32, where lr* still grew with the batch (2^-5.92 at 8, 2^-5.07 at 32).
 
 Writes benchmarks/horizon.json (the sweeps' fits and the transfers, with their commands) and the
-bench-horizon section of benchmarks/RESULTS.md; ``--only horizon|batch`` reruns one part and keeps the
-other's results (each part records its own command and date); ``--render`` rewrites the section from
+bench-horizon sections of benchmarks/RESULTS.md and README.md; ``--only horizon|batch`` reruns one part and keeps the
+other's results (each part records its own command and date); ``--render`` rewrites both from
 horizon.json.
 """
 
@@ -38,7 +39,7 @@ from common import command_line, machine, mupx, replace_section, utc_now
 from mupx.io import atomic_write_json
 
 HERE = Path(__file__).resolve().parent
-RESULTS, RAW = HERE / "RESULTS.md", HERE / "horizon.json"
+RESULTS, RAW, README = HERE / "RESULTS.md", HERE / "horizon.json", HERE.parent / "README.md"
 PROTOCOL = os.path.relpath(HERE.parent / "configs" / "proxy-cpu.yaml")
 COMMON = ["--optimizer", "adamw", "--param", "mup", "--seeds", "3", "--config", PROTOCOL]
 WIDTHS = "16,64"  # the horizon part's; the batch part sweeps the batch at the target's width alone
@@ -48,19 +49,33 @@ LRS = "2^-8:2^-4.5:0.5"
 # The batch part: three batches below the critical batch and a target 4x the largest. At 1,310,720 tokens, width
 # 64, batches 8 and 32 had their optima at 2^-5.92 and 2^-5.07 and val losses 1.66 and 1.70, and batch 128 (160
 # steps) ended at 2.06 with its optimum back below batch 32's (bench-horizon of 2026-12-02): the critical batch
-# lies between 32 and 128, so the proxies are batches 2, 4, 8 and the target 32. The grid is centred on where
-# batch 2's optimum should lie (√B: two octaves under batch 8's, one below for a flatter exponent).
-BATCH = {"tokens": "1310720", "batches": "2,4,8", "target": "32", "lrs": "2^-8.5:2^-4.5:0.5", "width": "64"}
+# lies between 32 and 128, so the proxies are batches 2, 4, 8 and the target 32. The auto grid starts an octave
+# under batch 8's optimum there (√B puts batch 2's two octaves under it) and extends past any edge optimum.
+BATCH = {"tokens": "1310720", "batches": "2,4,8", "target": "32", "lrs": "auto:2^-6.5", "width": "64"}
 
 
-READING = """Reading of the runs above (batch part of 2026-12-02): **the 4× batch transfer fails.** At 1,310,720 tokens
-the batch-128 target trains 160 steps and ends at val loss 2.06, where batch 32 (640 steps) reaches 1.70 and batch 8
-1.66 at width 64: the target is past the critical batch, where lr* no longer grows with the batch. Its verify optimum
-(0.018, the verify grid's lowest lr) lies below the optimum at batch 32 (2^-5.07) and near batch 8's (2^-5.92). The
-batch exponent fitted on two batches, +0.25 (95% −1.96 to +2.47), predicts nothing 4× beyond them: the transfer
-printed a 95% interval of 0.00028–4.6 for its lr, and the uncorrected proxy lr (regret 0.78%) beat the moved one
-(1.55%). A batch protocol that can show the transfer needs the proxies and the target below the critical batch
-(more tokens per run, or smaller batches) and at least three batches, so that the exponent has an interval."""
+def reading(raw: dict) -> str:
+    """What the batch part's numbers say, written from horizon.json (so a rerun rewrites it)."""
+    b, t = raw["batch"], raw["batch_transfer"]
+    slope = (b["plane"] or {}).get("batch") or {}
+    ci = slope.get("slope_interval") or [float("nan")] * 2
+    best = {p["batch"]: p["best_loss"] for p in b["points"]}
+    regret, unc = t.get("regret") or {}, t.get("uncorrected") or {}
+    low = min(best)
+    return (
+        f"Reading of the batch part ({raw['runs']['batch']['date']}): lr* ∝ batch^{slope.get('slope', float('nan')):+.2f} "
+        f"(95% {ci[0]:+.2f} to {ci[1]:+.2f}) over batches {BATCH['batches']} at equal tokens, the SDE view's √B "
+        f"(Malladi et al. 2205.10287) within its interval. Moved along it 4× beyond the largest proxy, the lr lands "
+        f"{regret.get('octave_error', float('nan')):+.2f} octaves from the optimum the verify runs measured at batch "
+        f"{BATCH['target']}, regret {100 * (regret.get('relative') or 0):.2f}% of the loss; the uncorrected proxy lr loses "
+        f"{100 * (unc.get('relative') or 0):.2f}%. The proxies' best val losses ({', '.join(f'{best[k]:.3f} at {k}' for k in sorted(best))}) "
+        f"stay within {max(best.values()) - best[low]:.3f} of each other, and the target's ({regret.get('best_loss', float('nan')):.3f}, "
+        f"{int(BATCH['tokens']) // (int(BATCH['target']) * 64)} steps) is above them: below the critical batch the loss "
+        "at equal tokens hardly depends on the batch, and the target sits near its edge. The first protocol (batches 8 "
+        "and 32, target 128, 2026-12-02) was past it: its exponent, fitted on two batches, was +0.25 (95% −1.96 to "
+        "+2.47) and the moved lr lost 1.55% against the uncorrected lr's 0.78%."
+    )
+
 
 
 def sweep(root: Path, name: str, lrs: str, *args: str) -> tuple[dict, float]:
@@ -172,7 +187,36 @@ def tables(raw: dict) -> str:
     for name, key in (("4× longer (1200 steps, width 64)", "horizon_transfer"), (batch_target, "batch_transfer")):
         lines.append(f"| **{name}** | | | | |")
         lines += transfer_rows(raw[key])
-    return "\n".join([*lines, "", READING])
+    return "\n".join([*lines, "", reading(raw)])
+
+
+def headline(raw: dict) -> str:
+    """README's lines: each axis's exponent and what moving the lr along it bought at a 4x target."""
+    h, b = raw["horizon"], raw["batch"]
+    rows = [
+        "**Horizon and batch** (`.venv/bin/python benchmarks/bench_horizon.py`; "
+        f"{raw['runs']['batch']['machine']}; horizon part {raw['runs']['horizon']['date']}, batch part "
+        f"{raw['runs']['batch']['date']}). AdamW μP, CPU proxy protocol, 3 seeds; each target 4× beyond the proxies, "
+        "its lr moved by the measured exponent, against a 4-point verify sweep (2 seeds) and the uncorrected proxy lr. "
+        "Tables: [benchmarks/RESULTS.md](benchmarks/RESULTS.md).",
+        "",
+        "| axis | swept | exponent of lr* (95%) | target | regret, moved lr | regret, uncorrected lr |",
+        "|---|---|---|---|---|---|",
+    ]
+    for axis, doc, swept, target, key in (
+        ("tokens", h, f"{HORIZONS} steps, widths {WIDTHS}", "1200 steps", "horizon_transfer"),
+        ("batch", b, f"batches {BATCH['batches']} at {int(BATCH['tokens']):,} tokens", f"batch {BATCH['target']}", "batch_transfer"),
+    ):  # fmt: skip
+        t = raw[key]
+        moved, unc = (t.get("regret") or {}).get("relative"), (t.get("uncorrected") or {}).get("relative")
+        rows.append(f"| {axis} | {swept} | {slope_text(doc['plane'], axis)} | {target} | "
+                    f"{'–' if moved is None else f'{100 * moved:.2f}%'} | {'–' if unc is None else f'{100 * unc:.2f}%'} |")  # fmt: skip
+    return "\n".join(rows)
+
+
+def render(raw: dict) -> None:
+    replace_section(RESULTS, "bench-horizon", tables(raw), default_head="# Benchmarks\n")
+    replace_section(README, "bench-horizon", headline(raw))
 
 
 def main() -> None:
@@ -182,7 +226,7 @@ def main() -> None:
     parser.add_argument("--render", action="store_true", help="only rewrite RESULTS.md from horizon.json")
     args = parser.parse_args()
     if args.render:
-        replace_section(RESULTS, "bench-horizon", tables(json.loads(RAW.read_text())), default_head="# Benchmarks\n")
+        render(json.loads(RAW.read_text()))
         return
     root = Path(args.root)
     raw = json.loads(RAW.read_text()) if args.only else {"runs": {}}
@@ -203,8 +247,8 @@ def main() -> None:
                           BATCH["target"], "--force")
             raw["batch_transfer"] = transfer_summary(bt)
     atomic_write_json(RAW, raw)
-    replace_section(RESULTS, "bench-horizon", tables(raw), default_head="# Benchmarks\n")
-    print(f"\nwrote {RAW.relative_to(HERE.parent)} and the bench-horizon section of RESULTS.md")
+    render(raw)
+    print(f"\nwrote {RAW.relative_to(HERE.parent)} and the bench-horizon sections of RESULTS.md and README.md")
 
 
 if __name__ == "__main__":

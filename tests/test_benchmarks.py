@@ -41,3 +41,16 @@ def test_regret_reads_the_largest_widths_curve_at_the_smallest_widths_optimum():
     out = bench_transfer.regret([base, top], "width")
     assert out["regret"] is None and out["note"] == "outside the grid"
     assert out["lower_bound"] == pytest.approx(0.5)
+
+
+def test_bench_horizon_renders_the_committed_results_with_the_numbers_of_its_json():
+    import json
+
+    import bench_horizon
+
+    raw = json.loads((Path(bench_horizon.__file__).parent / "horizon.json").read_text())
+    table, line = bench_horizon.tables(raw), bench_horizon.headline(raw)
+    exponent = bench_horizon.slope_text(raw["batch"]["plane"], "batch")
+    regret = raw["batch_transfer"]["uncorrected"]["relative"]
+    assert exponent in table and exponent in line and f"{100 * regret:.2f}%" in line
+    assert f"lr* ∝ batch^{raw['batch']['plane']['batch']['slope']:+.2f}" in table  # the reading is written from the JSON
