@@ -72,6 +72,21 @@ EXPERIMENTS = [
                    "with width?",
      ["--optimizer", "sophia", "--widths", "16,128", "--param", "mup", "--lrs", "auto", "--seeds", "3", "--steps",
       "150", "-s", "param.init_std=0.14", "--hp", "optimizer.rho=0.01,0.16"]),
+    *((f"profile-{name}", question,
+       ["--optimizer", name, "--widths", "16,32,64,128,256", "--param", "mup", "--lrs", "auto", "--seeds", "3",
+        "--steps", "150", "-s", "param.init_std=0.14"]) for name, question in (
+        ("lamb", "LAMB under μP over widths 16→256, every doubling (bench-transfer: +0.52 octave over 16→128): is "
+                 "the drift spread evenly over the doublings, or carried by the smallest widths (a finite-width "
+                 "effect that a larger base width removes)?"),
+        ("soap", "The same for SOAP (bench-transfer: +0.56 over 16→128 under μP, +0.50 under SP, whose hidden lr is "
+                 "the same)."),
+    )),
+    ("output-muon", "Muon under μP at widths 16 and 128 with the base output multiplier 1, 2, 4, 8 (bench-transfer: μP's "
+                    "best loss at 128, 2.200, lost to SP's, 2.178; what μP changes for Muon is the Adam side, and "
+                    "the readout's logits x 1/m are 8x smaller than SP's at 128): is the readout's multiplier the "
+                    "hyperparameter that is off, and does its optimum transfer?",
+     ["--optimizer", "muon", "--widths", "16,128", "--param", "mup", "--lrs", "auto", "--seeds", "3", "--steps", "150",
+      "-s", "param.init_std=0.14", "--hp", "param.output_mult=1,2,4,8"]),
 ]  # fmt: skip
 KEEP = ("param", "width", "depth", "lr", "seed", "hp", "status", "loss")
 FINDINGS = """What each experiment decided (the numbers are in its table):
@@ -101,6 +116,14 @@ FINDINGS = """What each experiment decided (the numbers are in its table):
   optimum within 0.2 octave (drifts −0.04 and +0.17). Only the unclipped series has a drift interval
   (−0.77 to +0.75), so "does not matter" holds to about ±0.75 octave over 8×, not to ±0.5: no width rule for
   them was added.
+- **profile-lamb, profile-soap** (which widths carry the drift: one sweep over every doubling 16→256, refitted
+  over each pair of neighbouring widths and over 32→256): LAMB's lr* rises +0.37 octave (95% +0.12 to +0.61)
+  from width 16 to 32 and then holds, −0.03, +0.16, −0.02 over the next three doublings and +0.13 (−0.01 to
+  +0.27) over 32→256, decisively within ±0.5: its 16→128 "drift" (+0.50 here, +0.52 in bench-transfer) is the
+  one-head base, so bench-transfer's base width moves to 32 (two heads). SOAP's is no base effect: −0.03 over
+  16→32, then +0.26, +0.31, +0.23 per doubling, +0.78 (+0.64 to +0.92) over 32→256, lr* ∝ width^+0.26 under
+  the rule that sets the update's spectral norm to √(fan_out/fan_in) (2512.05620); SP drifted alike in the
+  first bench-transfer (its hidden lr is the same), so it is the hidden matrices' lr that must move.
 - **clip-sgd**: not decided. SGD barely trains in 150 steps (val loss 2.69–2.79, a flat and jagged valley), so
   no optimum has an interval and the −1.49 "drift" with the clip is noise between two minima at width 128.
   What the runs do show is the mechanism the clip was suspected of: without it both widths diverge at
@@ -128,6 +151,17 @@ def _iv(p: dict) -> str:
     if iv:
         return f"{p['log2_lr_star']:+.2f} ({iv[0]:+.2f} to {iv[1]:+.2f})"
     return f"{p['log2_lr_star']:+.2f} ({'grid edge' if p.get('at_edge') else 'no interval'})"
+
+
+def sub_range_fits(runs: list[dict]) -> list[tuple[str, dict]]:
+    """Over three or more widths, the fits of each consecutive pair of widths and of all widths but the smallest:
+    which doublings carry a drift (a finite-width effect at the base shows as a drift over the first pair alone)."""
+    widths = sorted({r["width"] for r in runs})
+    if len(widths) < 3:
+        return []
+    subsets = [*([lo, hi] for lo, hi in zip(widths, widths[1:], strict=False)), widths[1:]]
+    return [(param, fit) for subset in subsets
+            for param, fit in fit_sweep([r for r in runs if r["width"] in subset]).items()]  # fmt: skip
 
 
 def tables(raw: dict) -> str:
@@ -160,7 +194,7 @@ def tables(raw: dict) -> str:
                 best = f"{p['best_loss']:.4f}" if p.get("best_loss") is not None else "–"
                 lines.append(f"| {param} | {p['width']} | {hp} | {_iv(p)} | {curv} | {best} |")
         drifts = []
-        for param, fit in fits.items():
+        for param, fit in [*fits.items(), *sub_range_fits(exp["runs"])]:
             for d in fit["drift"].get("width", []):
                 if d.get("octaves") is None:
                     drifts.append(f"{param}: {d['verdict']} ({d['reason']})")

@@ -22,9 +22,11 @@ seed-mean loss curve, linear in log2 lr between grid points (a neighbour that di
 "diverged"; beyond the grid, no number). Under μP the smallest width's lr* is the zero-shot transfer;
 under SP it is what reusing the proxy's lr gives.
 
-**Sizes.** CPU (configs/proxy-cpu.yaml): widths 16 and 128 at depth 2 (base width 16: one head of 16,
-init std 0.14), depths 2 and 16 at width 32 (init std 0.1, the same rule at base width 32), 150 steps of
-32×64 byte tokens. ``--widths``/``--depths`` change the range (at least 4× apart), ``--tokenizer`` the
+**Sizes.** CPU (configs/proxy-cpu.yaml): widths 32 and 256 at depth 2 (base width 32: two heads of 16),
+depths 2 and 16 at width 32, init std 0.1 (GPT-2's 0.02 at width 768 moved to the base width by μP's
+1/√fan_in rule), 150 steps of 32×64 byte tokens. Base width 16 (one head) was the first protocol's: LAMB's
+lr* rose 0.37 octave from width 16 to 32 and then held within ±0.2 to 256 (RESULTS.md, profile-lamb), a
+finite-width effect that a base of two heads leaves out. ``--widths``/``--depths`` change the range (at least 4× apart), ``--tokenizer`` the
 tokens (bytes | bpe). GPU (``--gpu``, packed 4 runs per GPU): widths 128→1024 at depth 4, depths 2→16 at
 width 256, 1000 steps of 32×256 tokens, head_dim 64, a 4096-token BPE. ``--quick``: AdamW's width sweep
 alone (the same runs as the full benchmark's, so a full run afterwards reuses them).
@@ -56,13 +58,18 @@ DEPTH_OPTIMIZERS = ("adamw", "muon")
 PROTOCOL = HERE.parent / "configs" / "proxy-cpu.yaml"
 TOKENIZERS = ("bytes", "bpe")
 SIZES = {
-    "cpu": {"widths": [16, 128], "depth": 2, "depths": [2, 16], "depth_width": 32, "steps": 150, "seeds": 3,
-            "tokenizer": "bytes", "depth_init_std": 0.1, "runs_per_gpu": None},
+    "cpu": {"widths": [32, 256], "depth": 2, "depths": [2, 16], "depth_width": 32, "steps": 150, "seeds": 3,
+            "tokenizer": "bytes", "runs_per_gpu": None},
     "gpu": {"widths": [128, 256, 512, 1024], "depth": 4, "depths": [2, 4, 8, 16], "depth_width": 256,
             "steps": 1000, "seeds": 2, "batch": 32, "seq_len": 256, "head_dim": 64, "vocab": 4096,
             "runs_per_gpu": 4},
 }  # fmt: skip
 TOLERANCE = 0.5
+# Where each optimizer's auto grid starts on the CPU (log2 of the swept base lr): near its optima in the run of
+# 2026-12-06 (widths 16->128), so that few octave extensions run at the widest width; the grid still extends past
+# any edge optimum and fills the fit window around each series' own optimum, so the centre decides the cost only.
+CPU_CENTRES = {"adamw": -6, "adopt": -6, "lamb": -5, "sophia": -7.5, "sgd": -1, "muon": -4, "muonpp": -4,
+               "shampoo": -3, "soap": -4}  # fmt: skip
 RECORD = ("param", "width", "depth", "lr", "seed", "status", "loss")  # what the fit reads from each run
 MIN_RANGE = 4  # the widest (deepest) proxy at least this many times the smallest: a drift needs a range
 
@@ -80,10 +87,10 @@ def sweep_args(optimizer: str, axis: str, size: dict, root: Path, jobs: int | No
         protocol = []
     else:
         sets = [] if size["tokenizer"] == "bytes" else ["data.tokenizer=bpe", "data.vocab_size=1024"]
-        if axis == "depth":
-            sets.append(f"param.init_std={size['depth_init_std']}")
+        sets.append(f"param.init_std={base_init_std(size['widths'][0] if axis == 'width' else size['depth_width'])}")
         protocol = ["--config", os.path.relpath(PROTOCOL)]
-    args = ["sweep", "--optimizer", optimizer, "--param", "both", *shape, "--seeds", str(size["seeds"]), "--lrs", "auto",
+    lrs = "auto" if "head_dim" in size else f"auto:2^{CPU_CENTRES[optimizer]}"
+    args = ["sweep", "--optimizer", optimizer, "--param", "both", *shape, "--seeds", str(size["seeds"]), "--lrs", lrs,
             "--steps", str(size["steps"]), "--tolerance", str(TOLERANCE), "--name", f"{optimizer}-{axis}",
             "--root", str(root), *protocol]  # fmt: skip
     if jobs is not None:
@@ -91,6 +98,12 @@ def sweep_args(optimizer: str, axis: str, size: dict, root: Path, jobs: int | No
     if size["runs_per_gpu"]:
         args += ["--runs-per-gpu", str(size["runs_per_gpu"])]
     return args + [a for s in sets for a in ("-s", s)]
+
+
+def base_init_std(base_width: int) -> float:
+    """The CPU protocol's base init std: GPT-2's 0.02 at width 768 moved to the base width by μP's own
+    1/√fan_in rule (0.14 at 16, 0.1 at 32; benchmarks/RESULTS.md, init-a and init-b)."""
+    return round(0.02 * math.sqrt(768 / base_width), 2)
 
 
 def protocol_flags(args, size: dict) -> dict:
@@ -306,8 +319,10 @@ def tokens_text(size: dict) -> str:
         return (f"head_dim {size['head_dim']}, {size['steps']} steps of {size['batch']}×{size['seq_len']} tokens of a "
                 f"{size['vocab']}-token BPE")  # fmt: skip
     tokens = "byte" if size["tokenizer"] == "bytes" else "1024-token BPE"
+    bases = sorted({size["widths"][0], size["depth_width"]})
+    inits = ", ".join(f"{base_init_std(b)} at base width {b}" for b in bases)
     return (f"{size['steps']} steps of 32×64 {tokens} tokens with configs/proxy-cpu.yaml (head_dim 16, init std "
-            f"0.14 at base width 16, {size['depth_init_std']} at base width {size['depth_width']})")  # fmt: skip
+            f"{inits})")  # fmt: skip
 
 
 def render(raw: dict) -> None:
