@@ -54,3 +54,15 @@ def test_bench_horizon_renders_the_committed_results_with_the_numbers_of_its_jso
     regret = raw["batch_transfer"]["uncorrected"]["relative"]
     assert exponent in table and exponent in line and f"{100 * regret:.2f}%" in line
     assert f"lr* ∝ batch^{raw['batch']['plane']['batch']['slope']:+.2f}" in table  # the reading is written from the JSON
+
+
+def test_bench_transfer_cpu_protocol_is_the_documented_one():
+    """Widths 32->256 with the base init std moved by 1/sqrt(fan_in) from GPT-2's (0.02 at 768), each auto grid
+    centred per optimizer; a user's --widths 16,128 gets its own base's init."""
+    size = bench_transfer.SIZES["cpu"]
+    assert size["widths"] == [32, 256] and bench_transfer.base_init_std(16) == 0.14
+    args = bench_transfer.sweep_args("soap", "width", size, Path("runs/x"), None)
+    assert args[args.index("--widths") + 1] == "32,256" and args[args.index("--lrs") + 1] == "auto:2^-4"
+    assert "param.init_std=0.1" in args and set(bench_transfer.CPU_CENTRES) == set(bench_transfer.OPTIMIZERS)
+    narrow = bench_transfer.sweep_args("adamw", "width", {**size, "widths": [16, 128]}, Path("runs/x"), None)
+    assert "param.init_std=0.14" in narrow
