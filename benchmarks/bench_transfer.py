@@ -43,6 +43,7 @@ import argparse
 import json
 import math
 import os
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -218,10 +219,18 @@ def regret_text(s: dict) -> str:
     return f"{'' if value is not None else '≥ '}{shown:.3f} ({100 * shown / r['best_loss']:.2f}%)"
 
 
-def best_loss_text(s: dict) -> str:
-    """The best seed-mean loss at the largest width (depth): under μP wider must not be worse than SP."""
+def best_loss_text(s: dict, records: list[dict] | None, param: str, axis: str) -> str:
+    """The best seed-mean loss at the largest width (depth), ± the standard error of that seed mean (from the
+    run records, when kept): under μP wider must not be worse than SP's best beyond the seed noise."""
     loss = s["best_loss"][-1]
-    return "–" if loss is None else f"{loss:.3f}"
+    if loss is None:
+        return "–"
+    by_lr: dict[float, list[float]] = {}
+    for r in records or []:
+        if r["param"] == param and r[axis] == s["values"][-1] and r["status"] == "completed" and r["loss"] is not None:
+            by_lr.setdefault(r["lr"], []).append(r["loss"])
+    seeds = min(by_lr.values(), key=statistics.mean, default=[])
+    return f"{loss:.3f}" + (f" ± {statistics.stdev(seeds) / math.sqrt(len(seeds)):.3f}" if len(seeds) > 1 else "")
 
 
 def verdict(s: dict) -> str:
@@ -238,22 +247,25 @@ def headline(raw: dict) -> str:
         f"Drift of log2 lr* over widths {w[0]}→{w[-1]} ({w[-1] // w[0]}×) at depth {size['depth']}, with its 95% "
         f"interval, {size['seeds']} seeds, {tokens_text(size)}; verdict at "
         f"±{TOLERANCE} octave (bold: the interval agrees); regret = loss at width {w[-1]} at the width-{w[0]} "
-        f"lr* minus the best loss there (≥: a lower bound, that lr is beyond the grid there). Tables, lr* per "
+        f"lr* minus the best loss there (≥: a lower bound, that lr is beyond the grid there); best loss: the best "
+        f"seed-mean val loss at width {w[-1]} ± its standard error over the seeds. Tables, lr* per "
         f"width and the depth sweeps: "
         f"[benchmarks/RESULTS.md](benchmarks/RESULTS.md).",
         "",
-        "| optimizer | μP drift (octaves) | μP verdict | μP regret | SP drift (octaves) | SP verdict | SP regret |",
-        "|---|---|---|---|---|---|---|",
+        "| optimizer | μP drift (octaves) | μP verdict | μP regret | SP drift (octaves) | SP verdict | SP regret | "
+        f"best loss at {w[-1]}, μP / SP |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for name in OPTIMIZERS:
         r = rows.get(name, {}).get("width")
         if r is None:
-            lines.append(f"| {name} | not measured yet | | | | | |")
+            lines.append(f"| {name} | not measured yet | | | | | | |")
             continue
         mup, sp = r["mup"], r["sp"]
+        best = " / ".join(best_loss_text(r[p], r.get("records"), p, "width") for p in ("mup", "sp"))
         lines.append(
             f"| {name} | {octaves(mup)} | {verdict(mup)} | {regret_text(mup)} | {octaves(sp)} | {verdict(sp)} | "
-            f"{regret_text(sp)} |"
+            f"{regret_text(sp)} | {best} |"
         )
     return "\n".join(lines)
 
@@ -302,7 +314,7 @@ def tables(raw: dict) -> str:
                 secs = f"{r['wall_s']:.0f}" if param == "mup" else ""
                 lines.append(
                     f"| {name if param == 'mup' else ''} | {'μP' if param == 'mup' else 'SP'} | {lrs} | {octaves(s)} | "
-                    f"{verdict(s)} | {regret_text(s)} | {best_loss_text(s)} | {runs} | {secs} | "
+                    f"{verdict(s)} | {regret_text(s)} | {best_loss_text(s, r.get('records'), param, axis)} | {runs} | {secs} | "
                     f"{entry['date'] if param == 'mup' else ''} |"
                 )
         lines.append("")

@@ -66,3 +66,12 @@ def test_bench_transfer_cpu_protocol_is_the_documented_one():
     assert "param.init_std=0.1" in args and set(bench_transfer.CPU_CENTRES) == set(bench_transfer.OPTIMIZERS)
     narrow = bench_transfer.sweep_args("adamw", "width", {**size, "widths": [16, 128]}, Path("runs/x"), None)
     assert "param.init_std=0.14" in narrow
+
+
+def test_best_loss_carries_the_standard_error_of_its_seed_mean():
+    records = [{"param": "mup", "width": 256, "lr": lr, "seed": k, "status": "completed", "loss": loss}
+               for lr, losses in ((0.01, (2.0, 2.2, 2.1)), (0.02, (2.3, 2.4, 2.35))) for k, loss in enumerate(losses)]  # fmt: skip
+    records.append({"param": "sp", "width": 256, "lr": 0.01, "seed": 0, "status": "completed", "loss": 1.0})
+    s = {"best_loss": [2.5, 2.1], "values": [32, 256]}
+    assert bench_transfer.best_loss_text(s, records, "mup", "width") == "2.100 ± 0.058"  # 0.1 / sqrt(3)
+    assert bench_transfer.best_loss_text(s, None, "mup", "width") == "2.100"  # results that kept no records

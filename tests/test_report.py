@@ -308,7 +308,8 @@ def test_bench_transfer_summarises_the_sweep_and_renders_its_tables(tmp_path_fac
     assert "| muon | not measured yet |" in text
     assert "### Over depth" in results.read_text()
     mup_row = next(line for line in results.read_text().splitlines() if line.startswith("| adamw | μP |"))
-    assert f"| {summary['mup']['best_loss'][-1]:.3f} |" in mup_row  # the best loss at the widest, beside SP's
+    assert f"| {summary['mup']['best_loss'][-1]:.3f} |" in mup_row  # the best loss at the widest, beside SP's (1 seed: no ±)
+    assert len(summary["records"]) == 12 and {"param", "width", "lr", "seed", "status", "loss"} <= set(summary["records"][0])
     r = summary["mup"]["regret"]
     if r["regret"] is not None:  # the regret in loss and in % of the best loss there
         assert f"{r['regret']:.3f} ({100 * r['regret'] / r['best_loss']:.2f}%)" in mup_row
