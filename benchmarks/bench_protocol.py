@@ -81,6 +81,16 @@ EXPERIMENTS = [
         ("soap", "The same for SOAP (bench-transfer: +0.56 over 16→128 under μP, +0.50 under SP, whose hidden lr is "
                  "the same)."),
     )),
+    *((f"block-{name}", f"{label} under μP over bench-transfer's widths 32→256 (init 0.1) with "
+       "preconditioner tiles of 32, the base width, instead of one tile per matrix (block_size 1024): Qiu et al. "
+       "(2512.05620) find blocking mitigates the finite-width drift of the preconditioned optimizers' lr* and block "
+       f"at their base width (128 in §3, 512 in §4). {why}",
+       ["--optimizer", name, "--widths", "32,256", "--param", "mup", "--lrs", f"auto:2^{centre}", "--seeds", "3",
+        "--steps", "150", "-s", "param.init_std=0.1", "--hp", "optimizer.block_size=32"])
+      for name, label, centre, why in (
+          ("soap", "SOAP", -4, "SOAP drifted +0.78 octave over 32→256 unblocked (profile-soap)."),
+          ("shampoo", "Shampoo", -3, "Shampoo drifted −0.53 over 16→128 unblocked (bench-transfer of 2026-12-06)."),
+      )),
     ("output-muon", "Muon under μP at widths 16 and 128 with the base output multiplier 1, 2, 4, 8 (bench-transfer: μP's "
                     "best loss at 128, 2.200, lost to SP's, 2.178; what μP changes for Muon is the Adam side, and "
                     "the readout's logits x 1/m are 8x smaller than SP's at 128): is the readout's multiplier the "
