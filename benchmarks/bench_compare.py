@@ -10,8 +10,8 @@ Each optimizer trains the target model at its own μP-transferred learning rate,
    needs to reach the loss both runs reach to the tokens the other optimizer needs (mupx.compare), the
    multiplier behind 2512.05620's ~1.4× at 190M–1.4B parameters; and the same in wall time.
 
-**Sizes.** CPU: the largest target this 2-core machine trains in minutes, width 256 and depth 4 (2× the
-proxies' depth), 400 steps of 32×64 byte tokens (configs/proxy-cpu.yaml). GPU (``--gpu``): width 1024, depth 8, 2000 steps of 32×256
+**Sizes.** CPU: the largest target this 2-core machine trains in minutes, width 256 (the widest proxy's) and
+depth 4 (2× the proxies' depth), 400 steps of 32×64 byte tokens (configs/proxy-cpu.yaml). GPU (``--gpu``): width 1024, depth 8, 2000 steps of 32×256
 tokens. At these sizes the numbers say how the optimizers compare on small models with short budgets,
 nothing about 2512.05620's scale.
 

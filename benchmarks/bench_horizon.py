@@ -55,27 +55,36 @@ BATCH = {"tokens": "1310720", "batches": "2,4,8", "target": "32", "lrs": "auto:2
 
 
 def reading(raw: dict) -> str:
-    """What the batch part's numbers say, written from horizon.json (so a rerun rewrites it)."""
+    """What the batch part's numbers say, each claim computed from horizon.json (so a rerun rewrites it)."""
     b, t = raw["batch"], raw["batch_transfer"]
     slope = (b["plane"] or {}).get("batch") or {}
-    ci = slope.get("slope_interval") or [float("nan")] * 2
-    best = {p["batch"]: p["best_loss"] for p in b["points"]}
-    regret, unc = t.get("regret") or {}, t.get("uncorrected") or {}
-    low = min(best)
-    return (
-        f"Reading of the batch part ({raw['runs']['batch']['date']}): lr* ∝ batch^{slope.get('slope', float('nan')):+.2f} "
-        f"(95% {ci[0]:+.2f} to {ci[1]:+.2f}) over batches {BATCH['batches']} at equal tokens, the SDE view's √B "
-        f"(Malladi et al. 2205.10287) within its interval. Moved along it 4× beyond the largest proxy, the lr lands "
-        f"{regret.get('octave_error', float('nan')):+.2f} octaves from the optimum the verify runs measured at batch "
-        f"{BATCH['target']}, regret {100 * (regret.get('relative') or 0):.2f}% of the loss; the uncorrected proxy lr loses "
-        f"{100 * (unc.get('relative') or 0):.2f}%. The proxies' best val losses ({', '.join(f'{best[k]:.3f} at {k}' for k in sorted(best))}) "
-        f"stay within {max(best.values()) - best[low]:.3f} of each other, and the target's ({regret.get('best_loss', float('nan')):.3f}, "
-        f"{int(BATCH['tokens']) // (int(BATCH['target']) * 64)} steps) is above them: below the critical batch the loss "
-        "at equal tokens hardly depends on the batch, and the target sits near its edge. The first protocol (batches 8 "
-        "and 32, target 128, 2026-12-02) was past it: its exponent, fitted on two batches, was +0.25 (95% −1.96 to "
-        "+2.47) and the moved lr lost 1.55% against the uncorrected lr's 0.78%."
-    )
+    ci = slope.get("slope_interval")
+    best = {p["batch"]: p["best_loss"] for p in b["points"] if p["best_loss"] is not None}
+    regret, unc, target = t.get("regret") or {}, t.get("uncorrected") or {}, t["target"]
 
+    def num(x, fmt: str) -> str:
+        return "–" if x is None else format(x, fmt)
+
+    def share(x) -> str:
+        return "–" if x is None else f"{100 * x:.2f}%"
+
+    sqrt_b = ("within" if ci and ci[0] <= 0.5 <= ci[1] else "outside") + " its interval"
+    target_loss = regret.get("best_loss")
+    above = target_loss is not None and best and target_loss > max(best.values())
+    return (
+        f"Reading of the batch part ({raw['runs']['batch']['date']}): lr* ∝ batch^{num(slope.get('slope'), '+.2f')} "
+        f"(95% {num(ci and ci[0], '+.2f')} to {num(ci and ci[1], '+.2f')}) over batches {BATCH['batches']} at equal "
+        f"tokens: the SDE view's √B (Malladi et al. 2205.10287) lies {sqrt_b}. Moved along it "
+        f"{target['batch'] // max(best, default=target['batch'])}× beyond the largest proxy, the lr lands "
+        f"{num(regret.get('octave_error'), '+.2f')} octaves from the optimum the verify runs measured at batch "
+        f"{target['batch']}, regret {share(regret.get('relative'))} of the loss; the uncorrected proxy lr loses "
+        f"{share(unc.get('relative'))}. The proxies' best val losses "
+        f"({', '.join(f'{best[k]:.3f} at batch {k}' for k in sorted(best))}) lie within "
+        f"{max(best.values()) - min(best.values()):.3f} of each other; the target's ({num(target_loss, '.3f')} in "
+        f"{target['steps']} steps) is {'above' if above else 'not above'} them. The first protocol (batches 8 and 32, "
+        "target 128, 2026-12-02) was past the critical batch: its exponent, fitted on two batches, was +0.25 (95% "
+        "−1.96 to +2.47), and the moved lr lost 1.55% against the uncorrected lr's 0.78%."
+    )
 
 
 def sweep(root: Path, name: str, lrs: str, *args: str) -> tuple[dict, float]:
@@ -223,7 +232,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--root", default="runs/bench-horizon", help="folder holding the sweeps")
     parser.add_argument("--only", choices=PARTS, help="rerun one part, keep the other's results from horizon.json")
-    parser.add_argument("--render", action="store_true", help="only rewrite RESULTS.md from horizon.json")
+    parser.add_argument("--render", action="store_true", help="only rewrite RESULTS.md and README.md from horizon.json")
     args = parser.parse_args()
     if args.render:
         render(json.loads(RAW.read_text()))

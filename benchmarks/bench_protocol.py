@@ -169,7 +169,7 @@ def sub_range_fits(runs: list[dict]) -> list[tuple[str, dict]]:
     widths = sorted({r["width"] for r in runs})
     if len(widths) < 3:
         return []
-    subsets = [*([lo, hi] for lo, hi in zip(widths, widths[1:], strict=False)), widths[1:]]
+    subsets = [[lo, hi] for lo, hi in zip(widths, widths[1:], strict=False)] + ([widths[1:]] if len(widths) > 3 else [])
     return [(param, fit) for subset in subsets
             for param, fit in fit_sweep([r for r in runs if r["width"] in subset]).items()]  # fmt: skip
 

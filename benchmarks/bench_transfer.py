@@ -85,12 +85,11 @@ def sweep_args(optimizer: str, axis: str, size: dict, root: Path, jobs: int | No
         sets = [f"model.head_dim={size['head_dim']}", f"train.batch={size['batch']}",
                 f"train.seq_len={size['seq_len']}", f"train.eval_every={size['steps']}", "train.eval_batches=8",
                 f"data.vocab_size={size['vocab']}"]  # fmt: skip
-        protocol = []
+        protocol, lrs = [], "auto"
     else:
         sets = [] if size["tokenizer"] == "bytes" else ["data.tokenizer=bpe", "data.vocab_size=1024"]
         sets.append(f"param.init_std={base_init_std(size['widths'][0] if axis == 'width' else size['depth_width'])}")
-        protocol = ["--config", os.path.relpath(PROTOCOL)]
-    lrs = "auto" if "head_dim" in size else f"auto:2^{CPU_CENTRES[optimizer]}"
+        protocol, lrs = ["--config", os.path.relpath(PROTOCOL)], f"auto:2^{CPU_CENTRES[optimizer]}"
     args = ["sweep", "--optimizer", optimizer, "--param", "both", *shape, "--seeds", str(size["seeds"]), "--lrs", lrs,
             "--steps", str(size["steps"]), "--tolerance", str(TOLERANCE), "--name", f"{optimizer}-{axis}",
             "--root", str(root), *protocol]  # fmt: skip
@@ -227,7 +226,7 @@ def best_loss_text(s: dict, records: list[dict] | None, param: str, axis: str) -
         return "–"
     by_lr: dict[float, list[float]] = {}
     for r in records or []:
-        if r["param"] == param and r[axis] == s["values"][-1] and r["status"] == "completed" and r["loss"] is not None:
+        if (r["param"], r[axis], r["status"]) == (param, s["values"][-1], "completed") and math.isfinite(r["loss"] or math.nan):
             by_lr.setdefault(r["lr"], []).append(r["loss"])
     seeds = min(by_lr.values(), key=statistics.mean, default=[])
     return f"{loss:.3f}" + (f" ± {statistics.stdev(seeds) / math.sqrt(len(seeds)):.3f}" if len(seeds) > 1 else "")
@@ -354,7 +353,7 @@ def main() -> None:
     parser.add_argument("--root", default="runs/bench-transfer", help="folder holding the sweeps")
     parser.add_argument("--jobs", type=int, default=None, help="concurrent runs (default: mupx sweep's)")
     parser.add_argument("--render", action="store_true", help="only rewrite the tables from transfer.json")
-    parser.add_argument("--widths", default=None, help="widths of the width sweeps (CPU default 16,128)")
+    parser.add_argument("--widths", default=None, help="widths of the width sweeps (CPU default 32,256)")
     parser.add_argument("--depths", default=None, help="depths of the depth sweeps (CPU default 2,16)")
     parser.add_argument("--tokenizer", default=None, help="bytes (default) | bpe (a 1024-token BPE)")
     args = parser.parse_args()

@@ -116,8 +116,9 @@ def launch_torchrun(nproc: int, cfg, overrides: list[str], out: Path, resume: bo
     if not 1 <= nproc <= available:
         raise MupxError(f"--nproc {nproc} is out of range (allowed: 1 to the {available} {kind} available)")
     t = cfg.train
-    if t.batch % (nproc * t.accum):
-        raise MupxError(f"train.batch {t.batch} is not divisible by --nproc {nproc} x train.accum {t.accum}")
+    for key, batch in (("train.batch", t.batch), ("train.eval_batch", t.eval_batch)):
+        if batch is not None and batch % (nproc * t.accum):
+            raise MupxError(f"{key} {batch} is not divisible by --nproc {nproc} x train.accum {t.accum}")
     args = ["train", "--out", str(out), *(["--resume"] if resume else []), *(a for o in overrides for a in ("-s", o))]
     return subprocess.run(torchrun_command(nproc, args)).returncode
 

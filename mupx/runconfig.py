@@ -67,6 +67,8 @@ class TrainConfig:
             raise MupxError(f"train.diverge_factor must be > 1, got {self.diverge_factor}")
         if self.eval_batch is not None and self.eval_batch <= 0:
             raise MupxError(f"train.eval_batch must be a positive integer (or null: train.batch), got {self.eval_batch}")
+        if self.eval_batch is not None and self.eval_batch % self.accum:
+            raise MupxError(f"train.eval_batch {self.eval_batch} is not divisible by train.accum {self.accum}")
         if self.warmup_steps is not None:
             wsd = self.schedule == "wsd"
             end = Schedule.of(self).decay_start if wsd else self.steps
@@ -107,8 +109,8 @@ def result_keys(resolved: dict) -> dict:
     keyed["train"] = {k: v for k, v in keyed["train"].items() if k not in unkeyed}
     for key in BRANCHING:  # a branch trains what an independent run of its horizon trains (mupx.train)
         keyed["train"].pop(key, None)
-    if keyed["train"].get("eval_batch") is None:  # unset, it is train.batch: the ids of runs that predate it
-        keyed["train"].pop("eval_batch", None)
+    if keyed["train"].get("eval_batch") in (None, keyed["train"].get("batch")):  # the same windows as unset: the
+        keyed["train"].pop("eval_batch", None)  # same result, and the id of a run that predates the key
     return keyed
 
 

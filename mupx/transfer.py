@@ -350,6 +350,8 @@ def plan_runs(sweep_json: Path, width: int, depth: int | None, steps: int | None
     ref_steps = reference["tokens"] // (spec.seq_len * reference["batch"])
     batch = batch or int(user_value(overrides, "train.batch") or 0) or reference["batch"]
     check_batch(batch, ranks, base["train"]["accum"])
+    if base["train"].get("eval_batch") is not None:
+        check_batch(base["train"]["eval_batch"], ranks, base["train"]["accum"], "train.eval_batch")
     if tokens is not None:
         (target_tokens,) = parse_counts(str(tokens), "--tokens")
         if target_tokens % (batch * seq_len):

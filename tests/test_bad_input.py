@@ -553,6 +553,14 @@ def _(tmp, request, mp):
             "--batches", "4,6", "-s", "train.accum=4"]  # fmt: skip
 
 
+@case("sweep with a validation batch the ranks x accum cannot split", "train.eval_batch 6 (sequences per validation "
+      "batch) is not divisible by 1 rank(s) x train.accum 4")  # fmt: skip
+def _(tmp, request, mp):
+    sets_ = [a for o in SWEEP_TINY if not o.startswith("train.batch=") for a in ("-s", o)]
+    return ["sweep", "--root", tmp, "--name", "bad", *sets_, "--widths", "32", "--lrs", "1e-3", "--tokens", "1024",
+            "--batches", "4,8", "-s", "train.accum=4", "-s", "train.eval_batch=6"]  # fmt: skip
+
+
 @case("sweep --steps 16,8 (not increasing)", "--steps '16,8' must be increasing without repeats")
 def _(tmp, request, mp):
     return sweep(tmp, "--widths", "32", "--lrs", "1e-3", "--steps", "16,8")

@@ -94,6 +94,7 @@ def test_nproc_starts_torchrun_and_a_resume_continues_on_two_ranks(tmp_path, cap
         (["--nproc", "64"], "--nproc 64 is out of range (allowed: 1 to the"),
         (["--nproc", "0"], "--nproc 0 is out of range"),
         (["--nproc", "2", "-s", "train.batch=3"], "train.batch 3 is not divisible by --nproc 2 x train.accum 1"),
+        (["--nproc", "2", "-s", "train.eval_batch=5"], "train.eval_batch 5 is not divisible by --nproc 2 x train.accum 1"),
     ],
 )
 def test_bad_nproc_is_one_line_exit_2(tmp_path, args, message, capsys):

@@ -39,6 +39,16 @@ def test_parse_lrs_forms():
     assert parse_lrs("auto") is None
     assert parse_ints("64,128", "--widths") == [64, 128]
     assert parse_hp(["optimizer.weight_decay=0,0.1"]) == {"optimizer.weight_decay": [0.0, 0.1]}
+    assert parse_hp(["optimizer.block_size=32,1024", "optimizer.weight_decay=2^-3"]) == {
+        "optimizer.block_size": [32, 1024], "optimizer.weight_decay": [0.125]}  # fmt: skip
+
+
+def test_an_integer_option_sweeps_as_an_hp_axis(capsys, tmp_path):
+    """--hp optimizer.block_size=32 reaches the run as the integer it is (it was 32.0, refused by every run)."""
+    code, out, err = cli(capsys, "sweep", "--optimizer", "soap", "--widths", "32", "--lrs", "1e-3", "--hp",
+                         "optimizer.block_size=32,64", "--out", str(tmp_path / "s"), "--cfg", "job")  # fmt: skip
+    assert code == 0, err
+    assert "block_size: 32\n" in out
 
 
 @pytest.mark.parametrize(

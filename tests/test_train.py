@@ -144,6 +144,14 @@ def test_the_val_set_is_the_same_windows_whatever_the_training_batch():
     assert val_loss("train.batch=2") != fixed  # 2 x 2 windows instead of 2 x 8
 
 
-def test_an_eval_batch_the_ranks_cannot_split_is_refused():
-    with pytest.raises(MupxError, match=r"train.eval_batch 6 .* not divisible by world size 1 x train.accum 4"):
-        Trainer.build(load_run_config([*TINY, "train.accum=4", "train.eval_batch=6"]))
+def test_an_eval_batch_the_micro_batches_cannot_split_is_refused():
+    with pytest.raises(MupxError, match=r"train.eval_batch 6 is not divisible by train.accum 4"):
+        load_run_config([*TINY, "train.accum=4", "train.eval_batch=6"])
+
+
+def test_a_val_batch_equal_to_the_batch_keeps_the_run_id_of_a_run_without_one():
+    """train.eval_batch unset or equal to train.batch scores the same windows: the same result, the same id (runs
+    that predate the key resume)."""
+    plain = load_run_config(TINY)
+    assert load_run_config([*TINY, "train.eval_batch=4"]).run_id == plain.run_id
+    assert load_run_config([*TINY, "train.eval_batch=8"]).run_id != plain.run_id

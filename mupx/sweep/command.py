@@ -67,10 +67,13 @@ def build_spec(o: dict) -> SweepSpec:
     depths = parse_ints(o["depths"], "--depths") if o["depths"] else [base["model"]["depth"]]
     lrs = parse_lrs(o["lrs"])
     steps, tokens, batches = horizons_and_batches(o, base["train"])
-    overrides = list(o["overrides"])
-    if len(batches) > 1 and base["train"].get("eval_batch") is None:
+    overrides, eval_batch = list(o["overrides"]), base["train"].get("eval_batch")
+    if len(batches) > 1 and eval_batch is None:
         # the val set is eval_batches x eval_batch windows: unset, each batch would be scored on its own number
-        overrides.append(f"train.eval_batch={max(batches)}")
+        eval_batch = max(batches)
+        overrides.append(f"train.eval_batch={eval_batch}")
+    if eval_batch is not None:
+        check_batch(eval_batch, o.get("gpus_per_run") or 1, base["train"]["accum"], "train.eval_batch")
     name = o["name"] or f"{o['optimizer']}-{o['param']}-w{'-'.join(map(str, widths))}" + "".join(
         f"-{tag}{'-'.join(map(str, values))}" for tag, values in (("d", depths), ("n", steps), ("t", tokens), ("b", batches))
         if len(values) > 1
@@ -121,11 +124,12 @@ def horizons_and_batches(o: dict, train: dict) -> tuple[list[int], list[int], li
     return steps, tokens, batches
 
 
-def check_batch(batch: int, ranks: int, accum: int) -> None:
-    """A global batch is split over the ranks of a run and its accumulation micro-batches."""
+def check_batch(batch: int, ranks: int, accum: int, key: str = "train.batch") -> None:
+    """A global batch (or a validation batch, ``key`` train.eval_batch) is split over the ranks of a run and its
+    accumulation micro-batches."""
+    what = "global sequences per step" if key == "train.batch" else "sequences per validation batch"
     if batch % (ranks * accum):
-        raise MupxError(f"train.batch {batch} (global sequences per step) is not divisible by {ranks} rank(s) x "
-                        f"train.accum {accum}")  # fmt: skip
+        raise MupxError(f"{key} {batch} ({what}) is not divisible by {ranks} rank(s) x train.accum {accum}")
 
 
 def shared_warmup(o: dict, train: dict, steps: list[int], tokens: list[int], batches: list[int]) -> int | None:

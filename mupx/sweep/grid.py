@@ -128,6 +128,9 @@ def parse_hp(items: list[str]) -> dict[str, list]:
 
 
 def _hp_value(v: str):
+    """An --hp value as -s would type it: an integer (block_size=32), else a number (2^-3, 0.1), else text."""
+    if re.fullmatch(r"[+-]?\d+", v.strip()):
+        return int(v)
     try:
         return _number(v, "--hp")
     except MupxError:
