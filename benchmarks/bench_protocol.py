@@ -91,6 +91,12 @@ EXPERIMENTS = [
           ("soap", "SOAP", -4, "SOAP drifted +0.78 octave over 32→256 unblocked (profile-soap)."),
           ("shampoo", "Shampoo", -3, "Shampoo drifted −0.53 over 16→128 unblocked (bench-transfer of 2026-12-06)."),
       )),
+    ("depth-4-32", "AdamW over depths 4→32 at width 32 (init 0.1), μP (depth-μP, α = 1) and SP: bench-transfer's depth "
+                   "sweep from base depth 2 left μP's lr* at depth 16 without an interval (a valley flat within the "
+                   "seed noise, +0.46 octave); TP-V §6.1 names depth 4 as the least depth for transfer. Does a base "
+                   "of 4 blocks locate the optima and decide the verdicts?",
+     ["--widths", "32", "--depths", "4,32", "--param", "both", "--lrs", "auto:2^-6", "--seeds", "3", "--steps",
+      "150", "-s", "param.init_std=0.1"]),
     ("output-muon", "Muon under μP at widths 16 and 128 with the base output multiplier 1, 2, 4, 8 (bench-transfer: μP's "
                     "best loss at 128, 2.200, lost to SP's, 2.178; what μP changes for Muon is the Adam side, and "
                     "the readout's logits x 1/m are 8x smaller than SP's at 128): is the readout's multiplier the "
@@ -134,6 +140,12 @@ FINDINGS = """What each experiment decided (the numbers are in its table):
   16→32, then +0.26, +0.31, +0.23 per doubling, +0.78 (+0.64 to +0.92) over 32→256, lr* ∝ width^+0.26 under
   the rule that sets the update's spectral norm to √(fan_out/fan_in) (2512.05620); SP drifted alike in the
   first bench-transfer (its hidden lr is the same), so it is the hidden matrices' lr that must move.
+- **block-soap, block-shampoo** (issue 11, item 2: the group whose lr must move is SOAP's hidden matrices):
+  tiles of 32, the base width, take SOAP's drift over 32→256 from +0.81 (bench-transfer, one tile per matrix) to
+  +0.28 (+0.11 to +0.44), decisive, as Qiu et al. find; Shampoo's to +0.34 (−0.02 to +0.69). The tiles cost
+  loss at width 256: SOAP 2.099 against 1.954 one tile per matrix, Shampoo 2.088 against 2.042, so blocked
+  SOAP at its transferred lr (2.108) still loses to unblocked SOAP at its drifted transferred lr (2.012). The
+  default stays one tile per matrix (block_size 1024); the drift is a finding, not a rule change.
 - **clip-sgd**: not decided. SGD barely trains in 150 steps (val loss 2.69–2.79, a flat and jagged valley), so
   no optimum has an interval and the −1.49 "drift" with the clip is noise between two minima at width 128.
   What the runs do show is the mechanism the clip was suspected of: without it both widths diverge at
@@ -195,24 +207,24 @@ def tables(raw: dict) -> str:
             continue
         fits = fit_sweep(exp["runs"])
         lines += [f"### {name}", "", question, "", f"`{exp['command']}` (code {exp['code']}, {exp['date']}; "
-                  f"{exp['machine']})", "", "| param | width | hp | log2 lr* (95%) | curvature | best val loss |",
-                  "|---|---|---|---|---|---|"]  # fmt: skip
+                  f"{exp['machine']})", "", "| param | width | depth | hp | log2 lr* (95%) | curvature | best val loss |",
+                  "|---|---|---|---|---|---|---|"]  # fmt: skip
         for param, fit in fits.items():
             for p in fit["points"]:
                 hp = ", ".join(f"{k.split('.')[-1]}={v}" for k, v in (p.get("hp") or {}).items()) or "–"
                 curv = f"{p['curvature']:.3f}" if p.get("curvature") is not None else "–"
                 best = f"{p['best_loss']:.4f}" if p.get("best_loss") is not None else "–"
-                lines.append(f"| {param} | {p['width']} | {hp} | {_iv(p)} | {curv} | {best} |")
+                lines.append(f"| {param} | {p['width']} | {p['depth']} | {hp} | {_iv(p)} | {curv} | {best} |")
         drifts = []
         for param, fit in [*fits.items(), *sub_range_fits(exp["runs"])]:
-            for d in fit["drift"].get("width", []):
+            for axis, d in [(a, d) for a in ("width", "depth") for d in fit["drift"].get(a, [])]:
                 if d.get("octaves") is None:
                     drifts.append(f"{param}: {d['verdict']} ({d['reason']})")
                     continue
                 ci = d.get("octaves_interval")
                 text = f"{d['octaves']:+.2f}" + (f" ({ci[0]:+.2f} to {ci[1]:+.2f})" if ci else "")
                 verdict = f"**{d['verdict']}**" if d.get("decisive") else d["verdict"]
-                drifts.append(f"{param} drift over widths {d['range'][0]}→{d['range'][1]}: {text} octaves, {verdict}")
+                drifts.append(f"{param} drift over {axis}s {d['range'][0]}→{d['range'][1]}: {text} octaves, {verdict}")
         lines += ["", *(f"- {d}" for d in drifts), ""]
     return "\n".join(lines)
 

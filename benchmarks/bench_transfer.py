@@ -237,12 +237,22 @@ def verdict(s: dict) -> str:
     return f"**{v}**" if s["decisive"] else v
 
 
+def commands_text(raw: dict) -> str:
+    """The commands that measured the rows, each with the optimizers it ran (a resumed or partial run
+    records its own command per optimizer, so the table names every command it came from)."""
+    by_command: dict[str, list[str]] = {}
+    for name in OPTIMIZERS:
+        if name in raw["results"]:
+            by_command.setdefault(raw["results"][name].get("command", raw["command"]), []).append(name)
+    return "; ".join(f"`{c}` ({', '.join(names)})" for c, names in by_command.items()) or f"`{raw['command']}`"
+
+
 def headline(raw: dict) -> str:
     size = raw["size"]
     rows = raw["results"]
     w = size["widths"]
     lines = [
-        f"**Learning-rate transfer per optimizer** (`{raw['command']}`; {raw['machine']}; last run {raw['date']}). "
+        f"**Learning-rate transfer per optimizer** ({commands_text(raw)}; {raw['machine']}; last run {raw['date']}). "
         f"Drift of log2 lr* over widths {w[0]}→{w[-1]} ({w[-1] // w[0]}×) at depth {size['depth']}, with its 95% "
         f"interval, {size['seeds']} seeds, {tokens_text(size)}; verdict at "
         f"±{TOLERANCE} octave (bold: the interval agrees); regret = loss at width {w[-1]} at the width-{w[0]} "
@@ -274,7 +284,7 @@ def tables(raw: dict) -> str:
     lines = [
         "## Learning-rate transfer (`make bench-transfer`)",
         "",
-        f"- Last run: {raw['date']}; command `{raw['command']}`",
+        f"- Last run: {raw['date']}; commands {commands_text(raw)}",
         f"- Machine: {raw['machine']}",
         f"- Sizes: GPT-2 proxy, {tokens_text(size)} (cosine schedule, 10% warmup), {size['seeds']} seeds per point, "
         f"objective = final validation loss; widths {size['widths']} at depth {size['depth']}; depths "

@@ -75,3 +75,17 @@ def test_best_loss_carries_the_standard_error_of_its_seed_mean():
     s = {"best_loss": [2.5, 2.1], "values": [32, 256]}
     assert bench_transfer.best_loss_text(s, records, "mup", "width") == "2.100 ± 0.058"  # 0.1 / sqrt(3)
     assert bench_transfer.best_loss_text(s, None, "mup", "width") == "2.100"  # results that kept no records
+
+
+def test_protocol_tables_show_a_depth_experiments_depths_and_its_drift_over_depth():
+    """A depth sweep's table names each optimum's depth and its drift is read over depths, not widths."""
+    import bench_protocol
+
+    runs = [{"param": "mup", "width": 32, "depth": depth, "lr": 2.0**x, "seed": seed, "hp": None,
+             "status": "completed", "loss": 2.0 + 0.1 * (x + 6) ** 2 + 0.002 * seed * (-1) ** int(2 * x)}
+            for depth in (4, 32) for x in (-8, -7.5, -7, -6.5, -6, -5.5, -5, -4.5, -4) for seed in range(3)]  # fmt: skip
+    name = bench_protocol.EXPERIMENTS[0][0]
+    text = bench_protocol.tables({name: {"command": "c", "code": "x", "date": "d", "machine": "m", "runs": runs}})
+    rows = [line for line in text.splitlines() if line.startswith("| mup | 32 |")]
+    assert [row.split(" | ")[2] for row in rows] == ["4", "32"]
+    assert "mup drift over depths 4→32: +0.00" in text and "**transfers**" in text

@@ -299,9 +299,11 @@ def test_bench_transfer_summarises_the_sweep_and_renders_its_tables(tmp_path_fac
     monkeypatch.setattr(bench_transfer, "README", readme)
     monkeypatch.setattr(bench_transfer, "RESULTS", results)
     raw = {"command": "bench", "date": "today", "machine": "here", "kind": "cpu", "size": bench_transfer.SIZES["cpu"],
-           "results": {"adamw": {"date": "today", "width": summary}}}  # fmt: skip
+           "results": {"adamw": {"date": "today", "command": "bench --only adamw", "width": summary},
+                       "sgd": {"date": "today", "command": "bench --only sgd", "width": summary}}}  # fmt: skip
     bench_transfer.render(raw)
     text = readme.read_text()
+    assert "(`bench --only adamw` (adamw); `bench --only sgd` (sgd);" in text  # each row's own command, not the last
     assert text.endswith("<!-- bench-transfer:end -->\n\nkept\n")
     row = next(line for line in text.splitlines() if line.startswith("| adamw |"))
     assert f"{summary['mup']['octaves']:+.2f}" in row
