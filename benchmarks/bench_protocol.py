@@ -97,6 +97,22 @@ EXPERIMENTS = [
                    "of 4 blocks locate the optima and decide the verdicts?",
      ["--widths", "32", "--depths", "4,32", "--param", "both", "--lrs", "auto:2^-6", "--seeds", "3", "--steps",
       "150", "-s", "param.init_std=0.1"]),
+    *((f"output-{name}", f"{label} under μP over bench-transfer's widths 32→256 (init 0.1) with the base output "
+       "multiplier 1 (the default) and 8: bench-transfer's μP best loss at width 256 lost to SP's "
+       f"({mup_best} against {sp_best}), and at 8 the width-256 logits carry SP's multiplier (8/8 = 1) while "
+       "every other rule stays μP's. Is the readout's multiplier what is off?",
+       ["--optimizer", name, "--widths", "32,256", "--param", "mup", "--lrs", f"auto:2^{centre}", "--seeds", "3",
+        "--steps", "150", "-s", "param.init_std=0.1", "--hp", "param.output_mult=1,8"])
+      for name, label, centre, mup_best, sp_best in (
+          ("sgd", "SGD", -2, "2.520", "2.246"),
+          ("sophia", "Sophia", -8.5, "2.502", "2.299"),
+      )),
+    ("output-sgd-noclip", "output-sgd's output multiplier 8 without the global gradient clip: its μP lr* still fell "
+                          "with width (−0.90 octave, 95% −1.30 to −0.50, over 32→256), and clip-sgd showed the clip "
+                          "binding less at the wider width, whose global gradient norm is smaller under μP. Is the "
+                          "clip what moves SGD's lr*?",
+     ["--optimizer", "sgd", "--widths", "32,256", "--param", "mup", "--lrs", "auto:2^-3", "--seeds", "3", "--steps",
+      "150", "-s", "param.init_std=0.1", "-s", "param.output_mult=8", "--hp", "train.grad_clip=0"]),
     ("output-muon", "Muon under μP at widths 16 and 128 with the base output multiplier 1, 2, 4, 8 (bench-transfer: μP's "
                     "best loss at 128, 2.200, lost to SP's, 2.178; what μP changes for Muon is the Adam side, and "
                     "the readout's logits x 1/m are 8x smaller than SP's at 128): is the readout's multiplier the "
@@ -146,6 +162,28 @@ FINDINGS = """What each experiment decided (the numbers are in its table):
   loss at width 256: SOAP 2.099 against 1.954 one tile per matrix, Shampoo 2.088 against 2.042, so blocked
   SOAP at its transferred lr (2.108) still loses to unblocked SOAP at its drifted transferred lr (2.012). The
   default stays one tile per matrix (block_size 1024); the drift is a finding, not a rule change.
+- **depth-4-32** (issue 11, item 2: AdamW over depth): a base of 4 blocks does not decide μP's depth verdict
+  either. At depth 32 μP's seed means stay within 0.006 from 2^−7 to 2^−6 (2.328–2.334) and rise by 0.12 one
+  octave later: a flat-bottomed valley with a cliff, which the quadratic window fits without significant
+  curvature (+0.37, no interval), as depth 16 did from base depth 2. SP drifts decisively, −0.85 (−1.12 to
+  −0.59), and loses 0.15 in loss at depth 32 (2.479 against 2.328). What would locate the deep optimum is not
+  measured (a longer horizon is the next candidate); bench-transfer keeps depths 2→16.
+- **output-sgd, output-sophia** (issue 11, item 3: μP's best loss at 256 lost to SP's for these two): the
+  hyperparameter that is off is the base output multiplier. At 8 instead of 1 (the width-256 readout then
+  carries SP's multiplier, 8·32/256 = 1) μP's best loss at width 256 falls from 2.520 to 2.236 ± 0.010 for SGD
+  (SP's 2.246 ± 0.005 in bench-transfer) and from 2.502 to 2.159 ± 0.009 for Sophia (SP's 2.299 ± 0.018): wider
+  is better again (width 32: 2.546 and 2.509, within a seed error of multiplier 1's 2.561 and 2.549, so the
+  base width alone cannot choose it). lr* still falls with width at 8: SGD −0.90 (−1.30 to −0.50), Sophia −0.56
+  (the width-32 valley too flat for an interval). bench-transfer keeps multiplier 1 for every optimizer (its
+  protocol was fixed before the run, and SP's rows need their own multiplier); a base output multiplier swept
+  at the base with the target's readout in view is the next protocol's candidate.
+- **output-sgd-noclip** (is the clip what moves SGD's lr* at multiplier 8?): without the global clip SGD's lr*
+  holds, +0.04 (−1.11 to +1.19), but at 2^−7 instead of 2^−2.8, and it trains far worse (2.881 at 32, 2.433
+  at 256, against 2.546 and 2.236 clipped). In the clipped runs the first step's global gradient norm is 31
+  at width 32 and 21 at 256 (it falls with width under μP as the vector-like gradients shrink) and the clip
+  binds on 55–62% of the steps near the optima (metrics.jsonl's grad_norm, seed 0), where the update is
+  lr·g/‖g‖ and the global norm sets the effective lr. SGD's training and its drift both hang on the clip here;
+  a clip whose norm is width-invariant under μP is the rule to try, not tried yet.
 - **clip-sgd**: not decided. SGD barely trains in 150 steps (val loss 2.69–2.79, a flat and jagged valley), so
   no optimum has an interval and the −1.49 "drift" with the clip is noise between two minima at width 128.
   What the runs do show is the mechanism the clip was suspected of: without it both widths diverge at
@@ -173,6 +211,11 @@ def _iv(p: dict) -> str:
     if iv:
         return f"{p['log2_lr_star']:+.2f} ({iv[0]:+.2f} to {iv[1]:+.2f})"
     return f"{p['log2_lr_star']:+.2f} ({'grid edge' if p.get('at_edge') else 'no interval'})"
+
+
+def _hp_text(series: dict) -> str:
+    """A series' swept hyperparameters by their last key part ('output_mult=8'), or '' when it has none."""
+    return ", ".join(f"{k.split('.')[-1]}={v}" for k, v in (series.get("hp") or {}).items())
 
 
 def sub_range_fits(runs: list[dict]) -> list[tuple[str, dict]]:
@@ -211,7 +254,7 @@ def tables(raw: dict) -> str:
                   "|---|---|---|---|---|---|---|"]  # fmt: skip
         for param, fit in fits.items():
             for p in fit["points"]:
-                hp = ", ".join(f"{k.split('.')[-1]}={v}" for k, v in (p.get("hp") or {}).items()) or "–"
+                hp = _hp_text(p) or "–"
                 curv = f"{p['curvature']:.3f}" if p.get("curvature") is not None else "–"
                 best = f"{p['best_loss']:.4f}" if p.get("best_loss") is not None else "–"
                 lines.append(f"| {param} | {p['width']} | {p['depth']} | {hp} | {_iv(p)} | {curv} | {best} |")
@@ -222,9 +265,11 @@ def tables(raw: dict) -> str:
                     drifts.append(f"{param}: {d['verdict']} ({d['reason']})")
                     continue
                 ci = d.get("octaves_interval")
-                text = f"{d['octaves']:+.2f}" + (f" ({ci[0]:+.2f} to {ci[1]:+.2f})" if ci else "")
+                text = f"{d['octaves']:+.2f}" + (f" ({ci[0]:+.2f} to {ci[1]:+.2f})" if ci else " (no interval)")
                 verdict = f"**{d['verdict']}**" if d.get("decisive") else d["verdict"]
-                drifts.append(f"{param} drift over {axis}s {d['range'][0]}→{d['range'][1]}: {text} octaves, {verdict}")
+                label = f"{param} ({_hp_text(d)})" if _hp_text(d) else param
+                drifts.append(f"{label} drift over {axis}s {d['range'][0]}→{d['range'][1]}: {text} "
+                              f"octaves, {verdict}")
         lines += ["", *(f"- {d}" for d in drifts), ""]
     return "\n".join(lines)
 

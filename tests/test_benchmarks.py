@@ -89,3 +89,27 @@ def test_protocol_tables_show_a_depth_experiments_depths_and_its_drift_over_dept
     rows = [line for line in text.splitlines() if line.startswith("| mup | 32 |")]
     assert [row.split(" | ")[2] for row in rows] == ["4", "32"]
     assert "mup drift over depths 4→32: +0.00" in text and "**transfers**" in text
+
+
+def test_protocol_drift_lines_name_the_swept_value_and_a_missing_interval():
+    """An experiment over two values of a swept hyperparameter gives two drift lines: each names its value, and a
+    drift without an interval says so (two anonymous 'mup drift' lines could not be told apart)."""
+    import bench_protocol
+
+    def loss(x, width, mult, seed):
+        centre = -6 if mult == 1 else -6 - 0.5 * (width == 256)
+        return 2.0 + 0.1 * (x - centre) ** 2 + 0.002 * seed * (-1) ** int(2 * x)
+
+    grid = (-8, -7.5, -7, -6.5, -6, -5.5, -5, -4.5, -4)
+    runs = [{"param": "mup", "width": width, "depth": 2, "lr": 2.0**x, "seed": seed, "hp": {"param.output_mult": mult},
+             "status": "completed", "loss": loss(x, width, mult, seed)}
+            for mult in (1, 8) for width in (32, 256) for x in grid for seed in range(3)]  # fmt: skip
+    runs += [{**runs[0], "hp": {"param.output_mult": 2}, "width": width, "lr": 2.0**x, "loss": 2.0}
+             for width in (32, 256) for x in (-6, -5)]  # fmt: skip: a flat valley, no optimum located
+    name = bench_protocol.EXPERIMENTS[0][0]
+    text = bench_protocol.tables({name: {"command": "c", "code": "x", "date": "d", "machine": "m", "runs": runs}})
+    drifts = [line for line in text.splitlines() if line.startswith("- mup")]
+    assert [line.split(" drift over")[0] for line in drifts] == [f"- mup (output_mult={m})" for m in (1, 2, 8)]
+    assert "widths 32→256: -0.50 (-0.52 to -0.48) octaves, drifts" in drifts[2]
+    assert "(no interval) octaves, inconclusive" in drifts[1]
+    assert "| mup | 256 | 2 | output_mult=8 | -6.50 (" in text
