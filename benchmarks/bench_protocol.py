@@ -107,12 +107,19 @@ EXPERIMENTS = [
           ("sgd", "SGD", -2, "2.520", "2.246"),
           ("sophia", "Sophia", -8.5, "2.502", "2.299"),
       )),
-    ("output-sgd-noclip", "output-sgd's output multiplier 8 without the global gradient clip: its μP lr* still fell "
-                          "with width (−0.90 octave, 95% −1.30 to −0.50, over 32→256), and clip-sgd showed the clip "
-                          "binding less at the wider width, whose global gradient norm is smaller under μP. Is the "
-                          "clip what moves SGD's lr*?",
-     ["--optimizer", "sgd", "--widths", "32,256", "--param", "mup", "--lrs", "auto:2^-3", "--seeds", "3", "--steps",
-      "150", "-s", "param.init_std=0.1", "-s", "param.output_mult=8", "--hp", "train.grad_clip=0"]),
+    *((f"output-sgd-{suffix}", question,
+       ["--optimizer", "sgd", "--widths", "32,256", "--param", "mup", "--lrs", "auto:2^-3", "--seeds", "3", "--steps",
+        "150", "-s", "param.init_std=0.1", "-s", "param.output_mult=8", "--hp", hp])
+      for suffix, hp, question in (
+          ("noclip", "train.grad_clip=0",
+           "output-sgd's output multiplier 8 without the global gradient clip: its μP lr* still fell with width "
+           "(−0.90 octave, 95% −1.30 to −0.50, over 32→256), and clip-sgd showed the clip binding less at the wider "
+           "width, whose global gradient norm is smaller under μP. Is the clip what moves SGD's lr*?"),
+          ("mupclip", "train.grad_clip_norm=mup",
+           "output-sgd's output multiplier 8 with the clip at 1.0 bounding the width-invariant norm "
+           "(train.grad_clip_norm=mup: embedding, readout and vector gradients weighted by √(width multiplier), so "
+           "the norm no longer falls with width): does SGD's lr* hold with the clip still on?"),
+      )),
     ("output-muon", "Muon under μP at widths 16 and 128 with the base output multiplier 1, 2, 4, 8 (bench-transfer: μP's "
                     "best loss at 128, 2.200, lost to SP's, 2.178; what μP changes for Muon is the Adam side, and "
                     "the readout's logits x 1/m are 8x smaller than SP's at 128): is the readout's multiplier the "
@@ -183,7 +190,13 @@ FINDINGS = """What each experiment decided (the numbers are in its table):
   at width 32 and 21 at 256 (it falls with width under μP as the vector-like gradients shrink) and the clip
   binds on 55–62% of the steps near the optima (metrics.jsonl's grad_norm, seed 0), where the update is
   lr·g/‖g‖ and the global norm sets the effective lr. SGD's training and its drift both hang on the clip here;
-  a clip whose norm is width-invariant under μP is the rule to try, not tried yet.
+  a clip whose norm is width-invariant under μP is the rule to try (output-sgd-mupclip).
+- **output-sgd-mupclip** (the clip bounding the width-invariant norm, train.grad_clip_norm=mup,
+  rules.clip_norm_weight): SGD's drift at multiplier 8 goes from −0.90 (−1.30 to −0.50) to +0.12 (−0.33 to
+  +0.57), "transfers", the interval 0.07 past the tolerance, with the clip still on and the loss kept (2.232 at
+  width 256 against 2.236; width 32 is the same runs' result, 2.546, since the weights are 1 at the base). The
+  default stays `global` until bench-transfer is rerun with `mup` for every optimizer (its rows were measured
+  with the global norm).
 - **clip-sgd**: not decided. SGD barely trains in 150 steps (val loss 2.69–2.79, a flat and jagged valley), so
   no optimum has an interval and the −1.49 "drift" with the clip is noise between two minima at width 128.
   What the runs do show is the mechanism the clip was suspected of: without it both widths diverge at

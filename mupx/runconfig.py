@@ -41,6 +41,7 @@ class TrainConfig:
     peak_tflops: float | None
     warmup_steps: int | None = None  # the warmup in steps (None: warmup x steps)
     eval_batch: int | None = None  # sequences per validation batch (None: batch); a batch sweep fixes it
+    grad_clip_norm: Literal["global", "mup"] = "global"  # the norm grad_clip bounds (mupx.scaling.rules.clip_norm_weight)
     branch_from: str | None = None  # a checkpoint to continue (mupx.train: a branch); not in the run id
     branch_points: tuple[int, ...] = ()  # steps whose checkpoint is kept for a branch; not in the run id
 
@@ -111,6 +112,8 @@ def result_keys(resolved: dict) -> dict:
         keyed["train"].pop(key, None)
     if keyed["train"].get("eval_batch") in (None, keyed["train"].get("batch")):  # the same windows as unset: the
         keyed["train"].pop("eval_batch", None)  # same result, and the id of a run that predates the key
+    if keyed["train"].get("grad_clip_norm") == "global":  # likewise: the id of a run that predates the key
+        keyed["train"].pop("grad_clip_norm")
     return keyed
 
 

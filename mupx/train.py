@@ -22,6 +22,7 @@ counts every step trained).
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import math
@@ -49,6 +50,7 @@ from .models.contract import logits_of, next_token_loss
 from .optim import build_optimizer, check_against_plan, group_settings
 from .runconfig import RunConfig, result_keys
 from .scaling.plan import Plan, apply_init, build_plan
+from .scaling.rules import Multiples, clip_norm_weight
 from .schedule import Schedule, attach
 from .tracking import WandbTracker
 
@@ -185,9 +187,7 @@ class Trainer:
         if hasattr(self.optimizer, "update_hessian") and self.optimizer.hessian_due():
             self.hessian_phase(batches)
         loss = sum(self.forward_backward(x, y, sync=i == accum - 1, scale=1.0 / accum) for i, (x, y) in enumerate(batches)) / accum
-        clip = self.cfg.train.grad_clip
-        params = [p for p in self.model.parameters() if p.grad is not None]
-        norm = torch.nn.utils.clip_grad_norm_(params, clip if clip > 0 else float("inf"))
+        norm = self.clip_gradients()
         watch = self.spectral is not None and (self.step % self.cfg.train.spectral_every == 0)
         if watch:
             self.spectral.before_step()
@@ -197,6 +197,26 @@ class Trainer:
         self.scheduler.step()
         self.step += 1
         return mean(loss, self.dist), norm, spectral
+
+    def clip_gradients(self) -> torch.Tensor:
+        """Scale the gradients down to norm ``train.grad_clip`` (0 = off) and return the norm before: torch's
+        global norm, or with ``train.grad_clip_norm: mup`` the width-invariant one, each tensor's norm times
+        :func:`~mupx.scaling.rules.clip_norm_weight` of its plan row (equal to the global norm at the base width)."""
+        t = self.cfg.train
+        named = [(name, p) for name, p in self.model.named_parameters() if p.grad is not None]
+        params, max_norm = [p for _, p in named], t.grad_clip if t.grad_clip > 0 else float("inf")
+        if t.grad_clip_norm == "global":
+            return torch.nn.utils.clip_grad_norm_(params, max_norm)
+        weights = self.clip_weights
+        norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(p.grad) * weights[name] for name, p in named]))
+        torch.nn.utils.clip_grads_with_norm_(params, max_norm, norm)
+        return norm
+
+    @functools.cached_property
+    def clip_weights(self) -> dict[str, float]:
+        """Each parameter's weight in the width-invariant gradient norm, from its fan multipliers in the plan."""
+        return {row.name: clip_norm_weight(Multiples(fan_in=row.fan_in_mult, fan_out=row.fan_out_mult))
+                for row in self.plan.rows}  # fmt: skip
 
     def train_step(self) -> tuple[float, float, dict | None]:
         """:meth:`queue_step` read at once (a host sync per step), for callers that use each loss as it comes."""

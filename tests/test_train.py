@@ -155,3 +155,53 @@ def test_a_val_batch_equal_to_the_batch_keeps_the_run_id_of_a_run_without_one():
     plain = load_run_config(TINY)
     assert load_run_config([*TINY, "train.eval_batch=4"]).run_id == plain.run_id
     assert load_run_config([*TINY, "train.eval_batch=8"]).run_id != plain.run_id
+
+
+def _first_gradients(width: int, *overrides: str) -> Trainer:
+    """A μP SGD trainer at ``width`` (base 32) after one backward on its first training batch."""
+    trainer = Trainer.build(load_run_config([*TINY, "optimizer=sgd", f"model.width={width}", "param.base_width=32",
+                                             "param.init_std=0.1", "train.batch=8", *overrides]))  # fmt: skip
+    x, y = trainer.sampler.next_shard(0, 1, 1)[0]
+    trainer.forward_backward(x, y)
+    return trainer
+
+
+def _weighted_norm(trainer: Trainer) -> float:
+    return math.sqrt(sum((trainer.clip_weights[n] * float(p.grad.norm())) ** 2 for n, p in trainer.model.named_parameters()))
+
+
+def test_the_width_invariant_clip_norm_holds_still_with_width_where_the_global_norm_falls():
+    """Under μP the embedding, readout and vector gradients shrink as 1/√width, so torch's global norm falls from
+    the proxy to the target and a clip at a fixed threshold binds less there (RESULTS.md, output-sgd-noclip).
+    grad_clip_norm: mup weights those tensors by √(width multiplier): at the base width it is the global norm
+    exactly, at 8x the base it stays within 15% of its base value while the global norm falls by over 25%."""
+    protocol = ("train.grad_clip_norm=mup", "data.tokenizer=bytes", "param.output_mult=8")  # output-sgd-noclip's
+    base, wide = _first_gradients(32, *protocol), _first_gradients(256, *protocol)
+    global_base, global_wide = (torch.nn.utils.get_total_norm([p.grad for p in t.model.parameters()]).item()
+                                for t in (base, wide))  # fmt: skip
+    assert _weighted_norm(base) == pytest.approx(global_base, rel=1e-6)
+    assert {base.clip_weights["blocks.0.attn.q.weight"], wide.clip_weights["blocks.0.attn.q.weight"]} == {1.0}
+    assert wide.clip_weights["tok_emb.weight"] == wide.clip_weights["blocks.0.ln1.weight"] == pytest.approx(8**0.5)
+    assert global_wide / global_base < 0.75  # measured 0.69
+    assert 0.85 < _weighted_norm(wide) / _weighted_norm(base) < 1.15  # measured 0.89
+
+
+@pytest.mark.parametrize("kind", ["global", "mup"])
+def test_the_clip_bounds_the_norm_it_is_named_for(kind):
+    """clip_gradients returns the norm before clipping and leaves the clipped gradients at norm grad_clip in the
+    same norm (global: torch's; mup: the weighted one); under SP every weight is 1, the two are the same."""
+    trainer = _first_gradients(256, "train.grad_clip=0.5", f"train.grad_clip_norm={kind}")
+    before = trainer.clip_gradients().item()
+    after = _weighted_norm(trainer) if kind == "mup" else torch.nn.utils.get_total_norm(
+        [p.grad for p in trainer.model.parameters()]).item()  # fmt: skip
+    assert before > 0.5 and after == pytest.approx(0.5, rel=1e-4)
+    sp = _first_gradients(256, "param=sp", "train.grad_clip_norm=mup")
+    assert set(sp.clip_weights.values()) == {1.0}
+
+
+def test_the_global_clip_norm_keeps_the_run_id_of_a_run_without_the_key():
+    plain = load_run_config(TINY)
+    assert load_run_config([*TINY, "train.grad_clip_norm=global"]).run_id == plain.run_id
+    assert load_run_config([*TINY, "train.grad_clip_norm=mup"]).run_id != plain.run_id
+    with pytest.raises(MupxError, match=r"train.grad_clip_norm"):
+        load_run_config([*TINY, "train.grad_clip_norm=layer"])

@@ -108,6 +108,20 @@ INIT_STD = {Role.INPUT: Mono(), Role.HIDDEN: Mono(fan_in=-0.5), Role.OUTPUT: Mon
 OUTPUT_FORWARD = Mono(fan_in=-1)  # TP-V Table 8: logits = α_out · W z / m
 
 
+def clip_norm_weight(m: Multiples) -> float:
+    """A tensor's weight in the width-invariant gradient norm (``train.grad_clip_norm: mup``) [ours, measured].
+
+    Under μP every backpropagated signal is Θ(1/width) per coordinate (the readout's 1/m multiplier), so a
+    gradient's entries are Θ(1/m) and its Frobenius norm is √(numel)/m: Θ(1) for a hidden matrix (m² entries),
+    Θ(1/√m) for a tensor with one width side (embeddings, readout, gains, biases). The global norm thus falls
+    with width (31 → 21 at the first step of SGD over widths 32 → 256, RESULTS.md output-sgd-noclip) and a
+    clip at a width-constant threshold (TP-V B.3) binds less at the target than on the proxy. Weighting each
+    tensor's norm by max(fan_in, fan_out) / √(fan_in · fan_out) (1 for hidden matrices, √m for one width
+    side) makes every term Θ(1). The weight is 1 at the base shape and under SP (every ratio 1), so there
+    the norm is torch's global one; depth is not weighted."""
+    return max(m.fan_in, m.fan_out) / (m.fan_in * m.fan_out) ** 0.5
+
+
 def adam_like(t: Tensor, ctx: Context, update: str = "adamw", lr_key: str = "lr", eps_key: str = "eps") -> RoleRule:
     """AdamW (TP-V Table 3/8 [D]; CompleteP Table 1 [D+E]; 2603.00541 Table 6 [D]).
 
