@@ -211,9 +211,17 @@ def run(name: str, args: list[str], root: Path) -> dict:
     """Run one experiment's sweep (resumable) and return its compact record."""
     mupx("sweep", *args, *BASE, "--jobs", "2", "--out", str(root / name))
     doc = json.loads((root / name / "sweep.json").read_text())
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-    return {"command": "mupx sweep " + " ".join([*args, *BASE]), "code": commit, "date": utc_now(),
+    return {"command": "mupx sweep " + " ".join([*args, *BASE]), "code": code_version(), "date": utc_now(),
             "machine": machine(), "runs": [{k: r.get(k) for k in KEEP} for r in doc["runs"]]}  # fmt: skip
+
+
+def code_version() -> str:
+    """HEAD's short commit, marked '+uncommitted' when mupx/ or configs/ differ from it: the code a run used is then
+    not that commit's (a run of a flag not yet committed would name a commit that lacks it)."""
+    git = ("git", "-C", str(HERE.parent))
+    commit = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run([*git, "status", "--porcelain", "--", "mupx", "configs"], capture_output=True, text=True).stdout
+    return commit + ("+uncommitted" if dirty.strip() else "")
 
 
 def _iv(p: dict) -> str:
