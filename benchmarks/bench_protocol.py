@@ -288,7 +288,8 @@ def tables(raw: dict) -> str:
                 ci = d.get("octaves_interval")
                 text = f"{d['octaves']:+.2f}" + (f" ({ci[0]:+.2f} to {ci[1]:+.2f})" if ci else " (no interval)")
                 verdict = f"**{d['verdict']}**" if d.get("decisive") else d["verdict"]
-                label = f"{param} ({_hp_text(d)})" if _hp_text(d) else param
+                hp = _hp_text(d)
+                label = f"{param} ({hp})" if hp else param
                 drifts.append(f"{label} drift over {axis}s {d['range'][0]}→{d['range'][1]}: {text} "
                               f"octaves, {verdict}")
         lines += ["", *(f"- {d}" for d in drifts), ""]
