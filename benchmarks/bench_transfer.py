@@ -4,7 +4,9 @@ For each optimizer, one ``mupx sweep --param both`` over widths spanning 8× (de
 and Muon one more over depths spanning 8× (width fixed, depth-μP with α = 1 against SP's unscaled
 residuals), 3 seeds per point, on the embedded stdlib corpus with the CPU proxy protocol of
 configs/proxy-cpu.yaml (the demo's; benchmarks/RESULTS.md, "The CPU proxy protocol", says why each setting
-is there). Each sweep is the CLI command a user would type (echoed); rerunning resumes, so an interrupted
+is there). Where one optimizer needs more, CPU_SETS and CPU_SEEDS name it, each with the measurement behind it
+(SGD and Sophia: base output multiplier 8 and the width-invariant clip norm; 5 seeds for the noisiest sweeps),
+and the tables list every row measured so. Each sweep is the CLI command a user would type (echoed); rerunning resumes, so an interrupted
 benchmark continues where it stopped.
 
 **Learning-rate grid.** ``--lrs auto``: a 1-octave coarse grid of 5 points around the optimizer's
@@ -69,8 +71,18 @@ TOLERANCE = 0.5
 # Where each optimizer's auto grid starts on the CPU (log2 of the swept base lr): near its optima in the run of
 # 2026-12-06 (widths 16->128), so that few octave extensions run at the widest width; the grid still extends past
 # any edge optimum and fills the fit window around each series' own optimum, so the centre decides the cost only.
-CPU_CENTRES = {"adamw": -6, "adopt": -6, "lamb": -5, "sophia": -7.5, "sgd": -1, "muon": -4, "muonpp": -4,
+# SGD and Sophia: near their optima at output multiplier 8 (bench-protocol output-sgd-mupclip, output-sophia).
+CPU_CENTRES = {"adamw": -6, "adopt": -6, "lamb": -5, "sophia": -8, "sgd": -3, "muon": -4, "muonpp": -4,
                "shampoo": -3, "soap": -4}  # fmt: skip
+# Where the CPU protocol departs from itself for one optimizer (or one sweep), each for a measured reason
+# (benchmarks/RESULTS.md, bench-protocol). SGD and Sophia: base output multiplier 8, at which μP's best loss at
+# width 256 is no longer worse than SP's (output-sgd, output-sophia), and the width-invariant clip norm, since
+# their step follows the clipped gradient's size (SGD directly, Sophia through m / h with h unclipped) and the
+# global norm falls with width under μP (output-sgd-mupclip). 5 seeds where 3 left the optimum's 95% interval
+# wider than the ±0.5-octave claim can be decided with (their 3-seed rows: RESULTS.md, FINDINGS).
+CPU_SETS = {"sgd": ["param.output_mult=8", "train.grad_clip_norm=mup"],
+            "sophia": ["param.output_mult=8", "train.grad_clip_norm=mup"]}  # fmt: skip
+CPU_SEEDS = {("sgd", "width"): 5, ("sophia", "width"): 5, ("shampoo", "width"): 5, ("adamw", "depth"): 5}
 RECORD = ("param", "width", "depth", "lr", "seed", "status", "loss")  # what the fit reads from each run
 MIN_RANGE = 4  # the widest (deepest) proxy at least this many times the smallest: a drift needs a range
 
@@ -89,8 +101,9 @@ def sweep_args(optimizer: str, axis: str, size: dict, root: Path, jobs: int | No
     else:
         sets = [] if size["tokenizer"] == "bytes" else ["data.tokenizer=bpe", "data.vocab_size=1024"]
         sets.append(f"param.init_std={base_init_std(size['widths'][0] if axis == 'width' else size['depth_width'])}")
+        sets += CPU_SETS.get(optimizer, [])
         protocol, lrs = ["--config", os.path.relpath(PROTOCOL)], f"auto:2^{CPU_CENTRES[optimizer]}"
-    args = ["sweep", "--optimizer", optimizer, "--param", "both", *shape, "--seeds", str(size["seeds"]), "--lrs", lrs,
+    args = ["sweep", "--optimizer", optimizer, "--param", "both", *shape, "--seeds", str(seeds(optimizer, axis, size)), "--lrs", lrs,
             "--steps", str(size["steps"]), "--tolerance", str(TOLERANCE), "--name", f"{optimizer}-{axis}",
             "--root", str(root), *protocol]  # fmt: skip
     if jobs is not None:
@@ -98,6 +111,11 @@ def sweep_args(optimizer: str, axis: str, size: dict, root: Path, jobs: int | No
     if size["runs_per_gpu"]:
         args += ["--runs-per-gpu", str(size["runs_per_gpu"])]
     return args + [a for s in sets for a in ("-s", s)]
+
+
+def seeds(optimizer: str, axis: str, size: dict) -> int:
+    """Seeds per point of one sweep: the CPU protocol's, or its CPU_SEEDS exception (GPU sizes have none)."""
+    return size["seeds"] if "head_dim" in size else CPU_SEEDS.get((optimizer, axis), size["seeds"])
 
 
 def base_init_std(base_width: int) -> float:
@@ -247,6 +265,33 @@ def commands_text(raw: dict) -> str:
     return "; ".join(f"`{c}` ({', '.join(names)})" for c, names in by_command.items()) or f"`{raw['command']}`"
 
 
+def row_seeds(r: dict) -> int | None:
+    """The seeds a row was measured with, read from its run records."""
+    return len({x["seed"] for x in r.get("records") or []}) or None
+
+
+def row_settings(r: dict) -> list[str]:
+    """The ``-s`` settings of a row's sweep beyond the init std and tokens that tokens_text names (CPU_SETS)."""
+    words = r.get("sweep", "").split()
+    sets = [words[i + 1] for i, word in enumerate(words[:-1]) if word == "-s"]
+    return [s for s in sets if not s.startswith(("param.init_std=", "data."))]
+
+
+def departures_text(raw: dict) -> str:
+    """The rows measured with another seed count or settings of their own than the protocol's, from each row."""
+    parts = []
+    for name in OPTIMIZERS:
+        for axis in ("width", "depth"):
+            r = raw["results"].get(name, {}).get(axis)
+            if r is None:
+                continue
+            n = row_seeds(r)
+            items = ([f"{n} seeds"] if n not in (None, raw["size"]["seeds"]) else []) + [f"`{s}`" for s in row_settings(r)]
+            if items:
+                parts.append(f"{name} over {axis}: {', '.join(items)}")
+    return "; ".join(parts)
+
+
 def headline(raw: dict) -> str:
     size = raw["size"]
     rows = raw["results"]
@@ -259,7 +304,8 @@ def headline(raw: dict) -> str:
         f"lr* minus the best loss there (≥: a lower bound, that lr is beyond the grid there); best loss: the best "
         f"seed-mean val loss at width {w[-1]} ± its standard error over the seeds. Tables, lr* per "
         f"width and the depth sweeps: "
-        f"[benchmarks/RESULTS.md](benchmarks/RESULTS.md).",
+        f"[benchmarks/RESULTS.md](benchmarks/RESULTS.md)."
+        + (f" Rows with settings of their own (why: RESULTS.md): {departures_text(raw)}." if departures_text(raw) else ""),
         "",
         "| optimizer | μP drift (octaves) | μP verdict | μP regret | SP drift (octaves) | SP verdict | SP regret | "
         f"best loss at {w[-1]}, μP / SP |",
@@ -289,6 +335,8 @@ def tables(raw: dict) -> str:
         f"- Sizes: GPT-2 proxy, {tokens_text(size)} (cosine schedule, 10% warmup), {size['seeds']} seeds per point, "
         f"objective = final validation loss; widths {size['widths']} at depth {size['depth']}; depths "
         f"{size['depths']} at width {size['depth_width']} (μP: depth-μP with α = 1; SP: no depth scaling).",
+        *([f"- Rows with settings of their own (bench_transfer.CPU_SETS, CPU_SEEDS; each measured in the "
+            f"bench-protocol section below): {departures_text(raw)}"] if departures_text(raw) else []),
         "- Grid: `--lrs auto` (coarse octave grid around the configured lr, extended past edge optima, then every "
         "half-octave point within the fit window, ±1 octave of each series' optimum). Swept lr: the hidden "
         "matrices' for muon, muonpp, shampoo, soap.",
@@ -384,8 +432,10 @@ def main() -> None:
         entry = {"date": utc_now(), "command": command}
         for axis in axes:
             start = time.perf_counter()
-            doc = run_sweep(sweep_args(name, axis, size, Path(args.root), args.jobs))
-            entry[axis] = {**summarise(doc, axis), "sweep_s": time.perf_counter() - start}
+            sweep = sweep_args(name, axis, size, Path(args.root), args.jobs)
+            doc = run_sweep(sweep)
+            entry[axis] = {**summarise(doc, axis), "sweep_s": time.perf_counter() - start,
+                           "sweep": " ".join(["mupx", *sweep])}  # fmt: skip
         results[name] = {**results.get(name, {}), **entry}
         raw = {"command": command, "date": utc_now(), "machine": machine(), "kind": kind, "size": size,
                "results": results}  # fmt: skip

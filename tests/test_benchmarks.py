@@ -66,6 +66,25 @@ def test_bench_transfer_cpu_protocol_is_the_documented_one():
     assert "param.init_std=0.1" in args and set(bench_transfer.CPU_CENTRES) == set(bench_transfer.OPTIMIZERS)
     narrow = bench_transfer.sweep_args("adamw", "width", {**size, "widths": [16, 128]}, Path("runs/x"), None)
     assert "param.init_std=0.14" in narrow
+    sgd = bench_transfer.sweep_args("sgd", "width", size, Path("runs/x"), None)  # its own settings, 5 seeds
+    assert {"param.output_mult=8", "train.grad_clip_norm=mup"} <= set(sgd) and sgd[sgd.index("--seeds") + 1] == "5"
+    assert args[args.index("--seeds") + 1] == "3" and "param.output_mult=8" not in args
+    gpu = bench_transfer.sweep_args("sgd", "width", bench_transfer.SIZES["gpu"], Path("runs/x"), None)
+    assert gpu[gpu.index("--seeds") + 1] == "2" and "param.output_mult=8" not in gpu  # the GPU protocol has none
+
+
+def test_bench_transfer_names_the_rows_measured_with_settings_of_their_own():
+    """A row's seeds come from its records and its settings from its sweep command, so the tables say how
+    each row was measured even when the constants change later."""
+    def row(seeds, sweep):
+        return {"records": [{"seed": k} for k in range(seeds)], "sweep": sweep}
+
+    raw = {"size": {"seeds": 3}, "results": {
+        "adamw": {"width": row(3, "mupx sweep -s param.init_std=0.1"), "depth": row(5, "mupx sweep -s param.init_std=0.1")},
+        "sgd": {"width": row(5, "mupx sweep -s param.init_std=0.1 -s param.output_mult=8 -s train.grad_clip_norm=mup")},
+        "muon": {"width": {"records": []}}}}  # fmt: skip
+    assert bench_transfer.departures_text(raw) == (
+        "adamw over depth: 5 seeds; sgd over width: 5 seeds, `param.output_mult=8`, `train.grad_clip_norm=mup`")
 
 
 def test_best_loss_carries_the_standard_error_of_its_seed_mean():
