@@ -97,6 +97,24 @@ EXPERIMENTS = [
                    "of 4 blocks locate the optima and decide the verdicts?",
      ["--widths", "32", "--depths", "4,32", "--param", "both", "--lrs", "auto:2^-6", "--seeds", "3", "--steps",
       "150", "-s", "param.init_std=0.1"]),
+    ("depth-300", "bench-transfer's AdamW depth sweep (width 32, depths 2→16, μP with α = 1) at 300 steps instead of "
+                  "150, 5 seeds: at 150 steps with 5 seeds μP's lr* rose +0.69 octave (95% +0.21 to +1.17) from "
+                  "depth 2 to 16, in line with depth-4-32's +0.37. Deeper models, whose branches start at 1/L, may "
+                  "favour larger lrs early in training: is the rise a short-horizon effect?",
+     ["--widths", "32", "--depths", "2,16", "--param", "mup", "--lrs", "auto:2^-6", "--seeds", "5", "--steps",
+      "300", "-s", "param.init_std=0.1"]),
+    ("depth-w64", "bench-transfer's AdamW depth sweep (depths 2→16, μP with α = 1, 150 steps) at width 64 instead of "
+                  "32 (init 0.1·√(32/64), the protocol's base init moved by μP's 1/√fan_in rule), 3 seeds: at width "
+                  "32 lr* rose +0.69 octave from depth 2 to 16 at both 150 and 300 steps (depth-300), so the horizon "
+                  "is not the cause. CompleteP's depth transfer is shown at widths of 256 and more: does the rise "
+                  "shrink at twice the width (a finite-width effect of 2 heads per block)?",
+     ["--widths", "64", "--depths", "2,16", "--param", "mup", "--lrs", "auto:2^-6", "--seeds", "3", "--steps",
+      "150", "-s", "param.init_std=0.0707"]),
+    ("depth-w64-300", "depth-w64 at 300 steps and 5 seeds, as depth-300 located width 32's optima: at 150 steps the "
+                      "depth-16 valley at width 64 was flat within the seed spread (no interval, +0.51). Is the rise "
+                      "smaller at width 64 than width 32's +0.69 (+0.43 to +0.95)?",
+     ["--widths", "64", "--depths", "2,16", "--param", "mup", "--lrs", "auto:2^-7.5", "--seeds", "5", "--steps",
+      "300", "-s", "param.init_std=0.0707"]),
     *((f"output-{name}", f"{label} under μP over bench-transfer's widths 32→256 (init 0.1) with the base output "
        "multiplier 1 (the default) and 8: bench-transfer's μP best loss at width 256 lost to SP's "
        f"({mup_best} against {sp_best}), and at 8 the width-256 logits carry SP's multiplier (8/8 = 1) while "
@@ -175,6 +193,28 @@ FINDINGS = """What each experiment decided (the numbers are in its table):
   curvature (+0.37, no interval), as depth 16 did from base depth 2. SP drifts decisively, −0.85 (−1.12 to
   −0.59), and loses 0.15 in loss at depth 32 (2.479 against 2.328). What would locate the deep optimum is not
   measured (a longer horizon is the next candidate); bench-transfer keeps depths 2→16.
+- **depth-300** (is AdamW's rise of lr* with depth a short-horizon effect?): no. At 300 steps, 5 seeds, μP's lr*
+  rises +0.69 (+0.43 to +0.95) from depth 2 to 16, the same +0.69 as bench-transfer's 150 steps (+0.21 to
+  +1.17); the longer runs curve both valleys (0.127 and 0.103) and locate both optima (−6.46 and −5.77), so the
+  interval halves but its centre stays, 0.07 octave short of a decisive drift. Depth 16 does not beat depth 2
+  in loss here (2.066 against 2.068). The rise is steady (+0.23 octave per doubling of depth) where the
+  horizon is not: a width-32 model (2 heads per block) may be too narrow for CompleteP's depth limit, which its
+  paper shows at widths of 256 and more (depth-w64).
+- **depth-w64** (does the rise shrink at twice the width?): not decided at 150 steps. At width 64 (init
+  0.0707 at that base) μP's lr* moves +0.51 from depth 2 to 16 (+0.17 per doubling, against width 32's +0.23),
+  but the depth-16 valley is flat within the seed spread (seed means 2.215, 2.226, 2.224 from 2^−7.5 to
+  2^−6.5), so that optimum has no interval and neither has the drift; width 64's depth 2 is located
+  (2^−7.79, 2^−7.96 to 2^−7.44). Depth 16 beats depth 2 in loss here (2.215 against 2.248).
+- **depth-w64-300** (width 64 at 300 steps, 5 seeds): both optima located (2^−7.27, 2^−7.40 to 2^−7.18; 2^−6.77,
+  2^−6.88 to 2^−6.60) and the rise is +0.50 (+0.32 to +0.68), +0.17 per doubling of depth, against width 32's
+  +0.69 (+0.43 to +0.95) in the same protocol: smaller at twice the width, the two intervals overlapping, neither
+  decisive. At depth 16 the seed means either side of depth 2's lr* (2^−7.27) are 1.999 (2^−7.5) and 1.982
+  (2^−7, the best grid point): reusing depth 2's lr costs at most 0.017 in loss. Depth 16 does not beat depth 2 in loss at 300 steps (1.982 against 1.975), as
+  at width 32. Read together: under CompleteP (α = 1) AdamW's lr* rises with depth at these widths by a
+  finite-width amount that shrinks with width; no depth rule is changed on it (CompleteP's code and
+  2603.00541 give no depth factor for Adam's hidden lr at α = 1, and a rule fitted to widths 32–64 would not
+  hold at the widths where their transfer is shown). bench-transfer's depth row would decide at a base width of
+  64 or more with 300 steps; on 2 cores that is about 40 minutes for AdamW alone.
 - **output-sgd, output-sophia** (issue 11, item 3: μP's best loss at 256 lost to SP's for these two): the
   hyperparameter that is off is the base output multiplier. At 8 instead of 1 (the width-256 readout then
   carries SP's multiplier, 8·32/256 = 1) μP's best loss at width 256 falls from 2.520 to 2.236 ± 0.010 for SGD
@@ -194,9 +234,10 @@ FINDINGS = """What each experiment decided (the numbers are in its table):
 - **output-sgd-mupclip** (the clip bounding the width-invariant norm, train.grad_clip_norm=mup,
   rules.clip_norm_weight): SGD's drift at multiplier 8 goes from −0.90 (−1.30 to −0.50) to +0.12 (−0.33 to
   +0.57), "transfers", the interval 0.07 past the tolerance, with the clip still on and the loss kept (2.232 at
-  width 256 against 2.236; width 32 is the same runs' result, 2.546, since the weights are 1 at the base). The
-  default stays `global` until bench-transfer is rerun with `mup` for every optimizer (its rows were measured
-  with the global norm).
+  width 256 against 2.236; width 32 is the same runs' result, 2.546, since the weights are 1 at the base).
+  bench-transfer's SGD and Sophia rows now run with it (bench_transfer.CPU_SETS: SGD +0.09, −0.23 to +0.41,
+  decisive); the default stays `global` because the other rows were measured with the global norm, and a
+  default that changes them needs their rerun.
 - **clip-sgd**: not decided. SGD barely trains in 150 steps (val loss 2.69–2.79, a flat and jagged valley), so
   no optimum has an interval and the −1.49 "drift" with the clip is noise between two minima at width 128.
   What the runs do show is the mechanism the clip was suspected of: without it both widths diverge at
