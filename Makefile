@@ -33,7 +33,7 @@ demo: install
 	$(PY) scripts/demo.py
 
 # Benchmarks write their sections of benchmarks/RESULTS.md and README.md (raw numbers next to RESULTS.md).
-# On 2 CPU cores: bench-speed ~7 min, bench-transfer about three hours (resumable), bench-compare ~20 min after it,
+# On 2 CPU cores: bench-speed ~7 min, bench-transfer about four hours (resumable), bench-compare ~20 min after it,
 # bench-protocol (the experiments behind configs/proxy-cpu.yaml) about an hour, bench-horizon ~40 min.
 bench: bench-speed bench-transfer bench-compare
 
