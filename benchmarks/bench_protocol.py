@@ -138,6 +138,17 @@ EXPERIMENTS = [
            "(train.grad_clip_norm=mup: embedding, readout and vector gradients weighted by √(width multiplier), so "
            "the norm no longer falls with width): does SGD's lr* hold with the clip still on?"),
       )),
+    *((f"steps-{name}", f"bench-transfer's {label} width row (μP, widths 32→256, init 0.1{extra}) at 300 steps instead "
+       f"of 150, 3 seeds: with 5 seeds at 150 steps its drift was {was}, undecided because the width-32 valley is "
+       "flat within the seed spread. depth-300 showed 300 steps curving AdamW's valleys and halving the drift's "
+       "interval: does the longer horizon decide it?",
+       ["--optimizer", name, "--widths", "32,256", "--param", "mup", "--lrs", f"auto:2^{centre}", "--seeds", "3",
+        "--steps", "300", "-s", "param.init_std=0.1", *sets])
+      for name, label, extra, was, centre, sets in (
+          ("sophia", "Sophia", ", output multiplier 8, the width-invariant clip", "−0.57 (−1.68 to +0.54)", -8.5,
+           ["-s", "param.output_mult=8", "-s", "train.grad_clip_norm=mup"]),
+          ("shampoo", "Shampoo", "", "−0.39 (−1.69 to +0.91)", -3.5, []),
+      )),
     ("output-muon", "Muon under μP at widths 16 and 128 with the base output multiplier 1, 2, 4, 8 (bench-transfer: μP's "
                     "best loss at 128, 2.200, lost to SP's, 2.178; what μP changes for Muon is the Adam side, and "
                     "the readout's logits x 1/m are 8x smaller than SP's at 128): is the readout's multiplier the "
@@ -238,6 +249,17 @@ FINDINGS = """What each experiment decided (the numbers are in its table):
   bench-transfer's SGD and Sophia rows now run with it (bench_transfer.CPU_SETS: SGD +0.09, −0.23 to +0.41,
   decisive); the default stays `global` because the other rows were measured with the global norm, and a
   default that changes them needs their rerun.
+- **steps-sophia** (does 300 steps decide Sophia's width row?): not yet. μP's drift is +0.27 (−0.36 to +0.91) with
+  3 seeds, an interval half as wide as the 5-seed 150-step row's (−0.57, −1.68 to +0.54) and on the other side
+  of zero, so the 150-step centre was noise. Width 256's valley curves well (curvature 0.190, optimum 2^−8.48,
+  −8.57 to −8.38); width 32's hardly does (0.046: seed means 2.300–2.309 from 2^−9.5 to 2^−8, optimum 2^−8.75,
+  −9.70 to −8.52). The base-width valley, not the target's, is what leaves Sophia undecided; the longer horizon
+  lowers the loss (best 1.936 at width 256 against 2.180 at 150 steps) and keeps wider better.
+- **steps-shampoo** (the same for Shampoo): 300 steps locate both optima (2^−3.39, 2^−3.51 to 2^−3.21 at width
+  32; 2^−3.92, 2^−3.97 to 2^−3.86 at 256) and the drift is −0.53 (−0.70 to −0.37), −0.18 octave per doubling:
+  an interval an eighth as wide as the 150-step row's, straddling the tolerance's edge, so still no decisive
+  verdict either way. It agrees with the first bench-transfer's −0.53 over 16→128: under μP Shampoo's lr* falls
+  slowly with width here (block-shampoo's tiles turned it to +0.34). Wider is better (1.711 at 256 against 2.078).
 - **clip-sgd**: not decided. SGD barely trains in 150 steps (val loss 2.69–2.79, a flat and jagged valley), so
   no optimum has an interval and the −1.49 "drift" with the clip is noise between two minima at width 128.
   What the runs do show is the mechanism the clip was suspected of: without it both widths diverge at
