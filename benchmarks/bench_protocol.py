@@ -97,24 +97,25 @@ EXPERIMENTS = [
                    "of 4 blocks locate the optima and decide the verdicts?",
      ["--widths", "32", "--depths", "4,32", "--param", "both", "--lrs", "auto:2^-6", "--seeds", "3", "--steps",
       "150", "-s", "param.init_std=0.1"]),
-    ("depth-300", "bench-transfer's AdamW depth sweep (width 32, depths 2→16, μP with α = 1) at 300 steps instead of "
-                  "150, 5 seeds: at 150 steps with 5 seeds μP's lr* rose +0.69 octave (95% +0.21 to +1.17) from "
-                  "depth 2 to 16, in line with depth-4-32's +0.37. Deeper models, whose branches start at 1/L, may "
-                  "favour larger lrs early in training: is the rise a short-horizon effect?",
-     ["--widths", "32", "--depths", "2,16", "--param", "mup", "--lrs", "auto:2^-6", "--seeds", "5", "--steps",
-      "300", "-s", "param.init_std=0.1"]),
-    ("depth-w64", "bench-transfer's AdamW depth sweep (depths 2→16, μP with α = 1, 150 steps) at width 64 instead of "
-                  "32 (init 0.1·√(32/64), the protocol's base init moved by μP's 1/√fan_in rule), 3 seeds: at width "
-                  "32 lr* rose +0.69 octave from depth 2 to 16 at both 150 and 300 steps (depth-300), so the horizon "
-                  "is not the cause. CompleteP's depth transfer is shown at widths of 256 and more: does the rise "
-                  "shrink at twice the width (a finite-width effect of 2 heads per block)?",
-     ["--widths", "64", "--depths", "2,16", "--param", "mup", "--lrs", "auto:2^-6", "--seeds", "3", "--steps",
-      "150", "-s", "param.init_std=0.0707"]),
-    ("depth-w64-300", "depth-w64 at 300 steps and 5 seeds, as depth-300 located width 32's optima: at 150 steps the "
-                      "depth-16 valley at width 64 was flat within the seed spread (no interval, +0.51). Is the rise "
-                      "smaller at width 64 than width 32's +0.69 (+0.43 to +0.95)?",
-     ["--widths", "64", "--depths", "2,16", "--param", "mup", "--lrs", "auto:2^-7.5", "--seeds", "5", "--steps",
-      "300", "-s", "param.init_std=0.0707"]),
+    *((name, question, ["--widths", width, "--depths", "2,16", "--param", "mup", "--lrs", f"auto:2^{centre}",
+                        "--seeds", seeds, "--steps", steps, "-s", f"param.init_std={init}"])
+      for name, width, centre, seeds, steps, init, question in (
+          ("depth-300", "32", -6, "5", "300", 0.1,
+           "bench-transfer's AdamW depth sweep (width 32, depths 2→16, μP with α = 1) at 300 steps instead of 150, 5 "
+           "seeds: at 150 steps with 5 seeds μP's lr* rose +0.69 octave (95% +0.21 to +1.17) from depth 2 to 16, in "
+           "line with depth-4-32's +0.37. Deeper models, whose branches start at 1/L, may favour larger lrs early "
+           "in training: is the rise a short-horizon effect?"),
+          ("depth-w64", "64", -6, "3", "150", 0.0707,
+           "bench-transfer's AdamW depth sweep (depths 2→16, μP with α = 1, 150 steps) at width 64 instead of 32 "
+           "(init 0.1·√(32/64), the protocol's base init moved by μP's 1/√fan_in rule), 3 seeds: at width 32 lr* "
+           "rose +0.69 octave from depth 2 to 16 at both 150 and 300 steps (depth-300), so the horizon is not the "
+           "cause. CompleteP's depth transfer is shown at widths of 256 and more: does the rise shrink at twice the "
+           "width (a finite-width effect of 2 heads per block)?"),
+          ("depth-w64-300", "64", -7.5, "5", "300", 0.0707,
+           "depth-w64 at 300 steps and 5 seeds, as depth-300 located width 32's optima: at 150 steps the depth-16 "
+           "valley at width 64 was flat within the seed spread (no interval, +0.51). Is the rise smaller at width "
+           "64 than width 32's +0.69 (+0.43 to +0.95)?"),
+      )),
     *((f"output-{name}", f"{label} under μP over bench-transfer's widths 32→256 (init 0.1) with the base output "
        "multiplier 1 (the default) and 8: bench-transfer's μP best loss at width 256 lost to SP's "
        f"({mup_best} against {sp_best}), and at 8 the width-256 logits carry SP's multiplier (8/8 = 1) while "
@@ -220,12 +221,12 @@ FINDINGS = """What each experiment decided (the numbers are in its table):
   2^−6.88 to 2^−6.60) and the rise is +0.50 (+0.32 to +0.68), +0.17 per doubling of depth, against width 32's
   +0.69 (+0.43 to +0.95) in the same protocol: smaller at twice the width, the two intervals overlapping, neither
   decisive. At depth 16 the seed means either side of depth 2's lr* (2^−7.27) are 1.999 (2^−7.5) and 1.982
-  (2^−7, the best grid point): reusing depth 2's lr costs at most 0.017 in loss. Depth 16 does not beat depth 2 in loss at 300 steps (1.982 against 1.975), as
-  at width 32. Read together: under CompleteP (α = 1) AdamW's lr* rises with depth at these widths by a
-  finite-width amount that shrinks with width; no depth rule is changed on it (CompleteP's code and
-  2603.00541 give no depth factor for Adam's hidden lr at α = 1, and a rule fitted to widths 32–64 would not
-  hold at the widths where their transfer is shown). bench-transfer's depth row would decide at a base width of
-  64 or more with 300 steps; on 2 cores that is about 40 minutes for AdamW alone.
+  (2^−7, the best grid point): reusing depth 2's lr costs at most 0.017 in loss. Depth 16 does not beat
+  depth 2 in loss at 300 steps (1.982 against 1.975), as at width 32. Read together: under CompleteP (α = 1)
+  AdamW's lr* rises with depth at these widths by a finite-width amount that shrinks with width; no depth rule is
+  changed on it (CompleteP's code and 2603.00541 give no depth factor for Adam's hidden lr at α = 1, and a rule
+  fitted to widths 32–64 would not hold at the widths where their transfer is shown). bench-transfer's depth row
+  would decide at a base width of 64 or more with 300 steps; on 2 cores that is about 40 minutes for AdamW alone.
 - **output-sgd, output-sophia** (issue 11, item 3: μP's best loss at 256 lost to SP's for these two): the
   hyperparameter that is off is the base output multiplier. At 8 instead of 1 (the width-256 readout then
   carries SP's multiplier, 8·32/256 = 1) μP's best loss at width 256 falls from 2.520 to 2.236 ± 0.010 for SGD

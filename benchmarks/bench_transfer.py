@@ -97,13 +97,14 @@ def sweep_args(optimizer: str, axis: str, size: dict, root: Path, jobs: int | No
         sets = [f"model.head_dim={size['head_dim']}", f"train.batch={size['batch']}",
                 f"train.seq_len={size['seq_len']}", f"train.eval_every={size['steps']}", "train.eval_batches=8",
                 f"data.vocab_size={size['vocab']}"]  # fmt: skip
-        protocol, lrs = [], "auto"
+        protocol, lrs, seeds = [], "auto", size["seeds"]
     else:
         sets = [] if size["tokenizer"] == "bytes" else ["data.tokenizer=bpe", "data.vocab_size=1024"]
         sets.append(f"param.init_std={base_init_std(size['widths'][0] if axis == 'width' else size['depth_width'])}")
         sets += CPU_SETS.get(optimizer, [])
         protocol, lrs = ["--config", os.path.relpath(PROTOCOL)], f"auto:2^{CPU_CENTRES[optimizer]}"
-    args = ["sweep", "--optimizer", optimizer, "--param", "both", *shape, "--seeds", str(seeds(optimizer, axis, size)), "--lrs", lrs,
+        seeds = CPU_SEEDS.get((optimizer, axis), size["seeds"])
+    args = ["sweep", "--optimizer", optimizer, "--param", "both", *shape, "--seeds", str(seeds), "--lrs", lrs,
             "--steps", str(size["steps"]), "--tolerance", str(TOLERANCE), "--name", f"{optimizer}-{axis}",
             "--root", str(root), *protocol]  # fmt: skip
     if jobs is not None:
@@ -111,11 +112,6 @@ def sweep_args(optimizer: str, axis: str, size: dict, root: Path, jobs: int | No
     if size["runs_per_gpu"]:
         args += ["--runs-per-gpu", str(size["runs_per_gpu"])]
     return args + [a for s in sets for a in ("-s", s)]
-
-
-def seeds(optimizer: str, axis: str, size: dict) -> int:
-    """Seeds per point of one sweep: the CPU protocol's, or its CPU_SEEDS exception (GPU sizes have none)."""
-    return size["seeds"] if "head_dim" in size else CPU_SEEDS.get((optimizer, axis), size["seeds"])
 
 
 def base_init_std(base_width: int) -> float:
@@ -296,6 +292,7 @@ def headline(raw: dict) -> str:
     size = raw["size"]
     rows = raw["results"]
     w = size["widths"]
+    departures = departures_text(raw)
     lines = [
         f"**Learning-rate transfer per optimizer** ({commands_text(raw)}; {raw['machine']}; last run {raw['date']}). "
         f"Drift of log2 lr* over widths {w[0]}→{w[-1]} ({w[-1] // w[0]}×) at depth {size['depth']}, with its 95% "
@@ -305,7 +302,7 @@ def headline(raw: dict) -> str:
         f"seed-mean val loss at width {w[-1]} ± its standard error over the seeds. Tables, lr* per "
         f"width and the depth sweeps: "
         f"[benchmarks/RESULTS.md](benchmarks/RESULTS.md)."
-        + (f" Rows with settings of their own (why: RESULTS.md): {departures_text(raw)}." if departures_text(raw) else ""),
+        + (f" Rows with settings of their own (why: RESULTS.md): {departures}." if departures else ""),
         "",
         "| optimizer | μP drift (octaves) | μP verdict | μP regret | SP drift (octaves) | SP verdict | SP regret | "
         f"best loss at {w[-1]}, μP / SP |",
@@ -327,6 +324,7 @@ def headline(raw: dict) -> str:
 
 def tables(raw: dict) -> str:
     size = raw["size"]
+    departures = departures_text(raw)
     lines = [
         "## Learning-rate transfer (`make bench-transfer`)",
         "",
@@ -336,7 +334,7 @@ def tables(raw: dict) -> str:
         f"objective = final validation loss; widths {size['widths']} at depth {size['depth']}; depths "
         f"{size['depths']} at width {size['depth_width']} (μP: depth-μP with α = 1; SP: no depth scaling).",
         *([f"- Rows with settings of their own (bench_transfer.CPU_SETS, CPU_SEEDS; each measured in the "
-            f"bench-protocol section below): {departures_text(raw)}"] if departures_text(raw) else []),
+            f"bench-protocol section below): {departures}"] if departures else []),
         "- Grid: `--lrs auto` (coarse octave grid around the configured lr, extended past edge optima, then every "
         "half-octave point within the fit window, ±1 octave of each series' optimum). Swept lr: the hidden "
         "matrices' for muon, muonpp, shampoo, soap.",
