@@ -150,6 +150,18 @@ EXPERIMENTS = [
            ["-s", "param.output_mult=8", "-s", "train.grad_clip_norm=mup"]),
           ("shampoo", "Shampoo", "", "−0.39 (−1.69 to +0.91)", -3.5, []),
       )),
+    *((f"adam-{name}", f"bench-transfer's {label} width row (μP, widths 32→256, init 0.1, {steps} steps) with the "
+       "AdamW side's base lr (embeddings, readout, gains, biases) at 0.01, AdamW's own lr* at base width 32 "
+       "(bench-transfer: 0.0098), instead of the configured 3e-3, 1.7 octaves below it. With the Adam side at 3e-3 "
+       f"the hidden matrices' lr* {was}. Is the Adam side the tensor group that is off: does the hidden lr* "
+       "compensate for an under-tuned embedding and readout lr by an amount that changes with width (they weigh "
+       "more at width 32)?",
+       ["--optimizer", name, "--widths", "32,256", "--param", "mup", "--lrs", f"auto:2^{centre}", "--seeds", "3",
+        "--steps", steps, "-s", "param.init_std=0.1", "--hp", "optimizer.adam_lr=0.01"])
+      for name, label, steps, centre, was in (
+          ("soap", "SOAP", "150", -4, "rose +0.81 octave (95% +0.64 to +0.98)"),
+          ("shampoo", "Shampoo", "300", -3.5, "fell −0.53 (−0.70 to −0.37) at 300 steps (steps-shampoo)"),
+      )),
     ("output-muon", "Muon under μP at widths 16 and 128 with the base output multiplier 1, 2, 4, 8 (bench-transfer: μP's "
                     "best loss at 128, 2.200, lost to SP's, 2.178; what μP changes for Muon is the Adam side, and "
                     "the readout's logits x 1/m are 8x smaller than SP's at 128): is the readout's multiplier the "
