@@ -115,6 +115,11 @@ EXPERIMENTS = [
            "depth-w64 at 300 steps and 5 seeds, as depth-300 located width 32's optima: at 150 steps the depth-16 "
            "valley at width 64 was flat within the seed spread (no interval, +0.51). Is the rise smaller at width "
            "64 than width 32's +0.69 (+0.43 to +0.95)?"),
+          ("depth-w128-300", "128", -8, "5", "300", 0.05,
+           "depth-w64-300 at width 128 (init 0.1·√(32/128)): the rise of lr* from depth 2 to 16 was +0.69 (+0.43 "
+           "to +0.95) at width 32 and +0.50 (+0.32 to +0.68) at width 64, both at 300 steps with 5 seeds. If it is "
+           "a finite-width effect of the narrow blocks, it keeps shrinking at width 128 (8 heads per block): does "
+           "AdamW's depth transfer become decisive there?"),
       )),
     *((f"output-{name}", f"{label} under μP over bench-transfer's widths 32→256 (init 0.1) with the base output "
        "multiplier 1 (the default) and 8: bench-transfer's μP best loss at width 256 lost to SP's "
