@@ -167,12 +167,6 @@ EXPERIMENTS = [
           ("soap", "SOAP", "150", -4, "rose +0.81 octave (95% +0.64 to +0.98)"),
           ("shampoo", "Shampoo", "300", -3.5, "fell −0.53 (−0.70 to −0.37) at 300 steps (steps-shampoo)"),
       )),
-    ("output-muon", "Muon under μP at widths 16 and 128 with the base output multiplier 1, 2, 4, 8 (bench-transfer: μP's "
-                    "best loss at 128, 2.200, lost to SP's, 2.178; what μP changes for Muon is the Adam side, and "
-                    "the readout's logits x 1/m are 8x smaller than SP's at 128): is the readout's multiplier the "
-                    "hyperparameter that is off, and does its optimum transfer?",
-     ["--optimizer", "muon", "--widths", "16,128", "--param", "mup", "--lrs", "auto", "--seeds", "3", "--steps", "150",
-      "-s", "param.init_std=0.14", "--hp", "param.output_mult=1,2,4,8"]),
 ]  # fmt: skip
 KEEP = ("param", "width", "depth", "lr", "seed", "hp", "status", "loss")
 FINDINGS = """What each experiment decided (the numbers are in its table):
@@ -278,6 +272,14 @@ FINDINGS = """What each experiment decided (the numbers are in its table):
   an interval an eighth as wide as the 150-step row's, straddling the tolerance's edge, so still no decisive
   verdict either way. It agrees with the first bench-transfer's −0.53 over 16→128: under μP Shampoo's lr* falls
   slowly with width here (block-shampoo's tiles turned it to +0.34). Wider is better (1.711 at 256 against 2.078).
+- **adam-soap, adam-shampoo** (is the AdamW side the group whose lr must move?): no. With the Adam side's base lr
+  at 0.01 (AdamW's own lr* at width 32) instead of 3e-3, the hidden matrices' lr* drifts as before: SOAP +1.02
+  (+0.80 to +1.24) at 150 steps (+0.81 with 3e-3), Shampoo −0.53 (−0.67 to −0.39) at 300 steps (−0.53, −0.70
+  to −0.37, with 3e-3). What moves with width is the preconditioned hidden update, as profile-soap and
+  block-soap found. The Adam side's lr was off, though: at 0.01 the best loss falls at both widths, more at
+  the base (SOAP 2.310 → 2.193 at 32, 1.954 → 1.907 at 256; Shampoo 2.078 → 1.974 and 1.711 → 1.685). The
+  configured adam_lr (3e-3 in shampoo, soap, muon, muonpp) stays, because every bench-transfer row was
+  measured with it; a proxy sweep should tune it with `--hp optimizer.adam_lr=...` as any other base value.
 - **clip-sgd**: not decided. SGD barely trains in 150 steps (val loss 2.69–2.79, a flat and jagged valley), so
   no optimum has an interval and the −1.49 "drift" with the clip is noise between two minima at width 128.
   What the runs do show is the mechanism the clip was suspected of: without it both widths diverge at
