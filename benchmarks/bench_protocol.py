@@ -167,6 +167,15 @@ EXPERIMENTS = [
           ("soap", "SOAP", "150", -4, "rose +0.81 octave (95% +0.64 to +0.98)"),
           ("shampoo", "Shampoo", "300", -3.5, "fell −0.53 (−0.70 to −0.37) at 300 steps (steps-shampoo)"),
       )),
+    ("graft-shampoo", "bench-transfer's Shampoo width row (μP, widths 32→256, init 0.1, 150 steps) with Adam grafting "
+                      "(optimizer.graft=adam: each hidden update rescaled to the Frobenius norm of the Adam update, "
+                      "whose lr then scales as Adam's 1/fan_in, Qiu et al.'s grafted_shampoo rule), the way "
+                      "facebookresearch/optimizers' Distributed Shampoo is meant to be used (\"graft from the previous "
+                      "method\"). Ungrafted, its lr* falls −0.53 octave over 32→256 at 300 steps (steps-shampoo, "
+                      "adam-shampoo) and its width-32 valley is flat at 150: does grafting, which takes the step size "
+                      "from Adam's μP-exact rule and only the direction from the preconditioner, transfer decisively?",
+     ["--optimizer", "shampoo", "--widths", "32,256", "--param", "mup", "--lrs", "auto:2^-7", "--seeds", "3", "--steps",
+      "150", "-s", "param.init_std=0.1", "--hp", "optimizer.graft=adam"]),
 ]  # fmt: skip
 KEEP = ("param", "width", "depth", "lr", "seed", "hp", "status", "loss")
 FINDINGS = """What each experiment decided (the numbers are in its table):
