@@ -59,11 +59,6 @@ EXPERIMENTS = [
                  "lr* with width?",
      ["--optimizer", "sgd", "--widths", "16,128", "--param", "mup", "--lrs", "auto", "--seeds", "3", "--steps",
       "150", "-s", "param.init_std=0.14", "--hp", "train.grad_clip=0,1.0"]),
-    ("clip-sgd-600", "clip-sgd at 4× the steps (600), where SGD trains far enough for its optima to be located "
-                     "(at 150 steps its valley was flat and jagged); 2 seeds, the auto grid centred near clip-sgd's "
-                     "stability edge.",
-     ["--optimizer", "sgd", "--widths", "16,128", "--param", "mup", "--lrs", "auto:2^-1.5", "--seeds", "2", "--steps",
-      "600", "-s", "param.init_std=0.14", "--hp", "train.grad_clip=0,1.0"]),
     ("clip-sophia", "The same for Sophia (its update is clipped per coordinate too).",
      ["--optimizer", "sophia", "--widths", "16,128", "--param", "mup", "--lrs", "auto", "--seeds", "3", "--steps",
       "150", "-s", "param.init_std=0.14", "--hp", "train.grad_clip=0,1.0"]),
@@ -245,8 +240,15 @@ FINDINGS = """What each experiment decided (the numbers are in its table):
   depth 2 in loss at 300 steps (1.982 against 1.975), as at width 32. Read together: under CompleteP (α = 1)
   AdamW's lr* rises with depth at these widths by a finite-width amount that shrinks with width; no depth rule is
   changed on it (CompleteP's code and 2603.00541 give no depth factor for Adam's hidden lr at α = 1, and a rule
-  fitted to widths 32–64 would not hold at the widths where their transfer is shown). bench-transfer's depth row
-  would decide at a base width of 64 or more with 300 steps; on 2 cores that is about 40 minutes for AdamW alone.
+  fitted to widths 32–64 would not hold at the widths where their transfer is shown) (depth-w128-300).
+- **depth-w128-300** (width 128, 300 steps, 5 seeds): AdamW's depth transfer is decisive there. Both optima
+  located (2^−8.00, 2^−8.09 to 2^−7.92 at depth 2; 2^−7.72, 2^−7.85 to 2^−7.62 at depth 16), drift +0.29
+  (+0.14 to +0.43), **transfers**: the rise from depth 2 to 16 is +0.69, +0.50, +0.29 at widths 32, 64, 128
+  in the same protocol, shrinking with each doubling of width, as a finite-width effect does, toward
+  CompleteP's depth-independent lr. Depth 16 now beats depth 2 in loss (1.884 against 1.896), which it did not
+  at widths 32 and 64 at 300 steps. The depth-16 runs take 170 s each here, 45 minutes for μP alone; bench-
+  transfer's depth row (width 32, 150 steps) stays as it is until it can be rerun at this size with its SP
+  baseline and Muon.
 - **output-sgd, output-sophia** (issue 11, item 3: μP's best loss at 256 lost to SP's for these two): the
   hyperparameter that is off is the base output multiplier. At 8 instead of 1 (the width-256 readout then
   carries SP's multiplier, 8·32/256 = 1) μP's best loss at width 256 falls from 2.520 to 2.236 ± 0.010 for SGD
@@ -294,8 +296,8 @@ FINDINGS = """What each experiment decided (the numbers are in its table):
   What the runs do show is the mechanism the clip was suspected of: without it both widths diverge at
   2^−0.24 and train at 2^−0.74 (the stability edge transfers); with it width 16 still trains at 2^0.26
   while width 128 diverges there, since μP's global gradient norm falls with width and the clip binds less
-  at the target. Deciding it needs SGD runs long enough to locate lr* (the coordinate checks are
-  unaffected: they run with train.grad_clip=0).
+  at the target. output-sgd-noclip and output-sgd-mupclip decided it where SGD trains (base width 32, output
+  multiplier 8); the coordinate checks are unaffected (they run with train.grad_clip=0).
 """
 
 
