@@ -291,6 +291,14 @@ FINDINGS = """What each experiment decided (the numbers are in its table):
   the base (SOAP 2.310 → 2.193 at 32, 1.954 → 1.907 at 256; Shampoo 2.078 → 1.974 and 1.711 → 1.685). The
   configured adam_lr (3e-3 in shampoo, soap, muon, muonpp) stays, because every bench-transfer row was
   measured with it; a proxy sweep should tune it with `--hp optimizer.adam_lr=...` as any other base value.
+- **graft-shampoo** (does Adam grafting make Shampoo transfer?): no, it drifts the other way, decisively:
+  +0.93 (+0.76 to +1.10) over 32→256 at 150 steps (2^−5.71 at 32, 2^−4.78 at 256). The graft gives the update
+  Adam's Frobenius norm under Adam's 1/fan_in lr, but the preconditioned direction spreads that norm over more
+  singular directions than Adam's update does, so its spectral norm per unit lr falls with width and lr* rises,
+  as SOAP's does under its σ_max rule. It trains better at 256 (1.968 against the ungrafted 2.045 at 150 steps)
+  and alike at 32 (2.290 against 2.306). Ungrafted Shampoo (−0.18 octave per doubling), grafted Shampoo (+0.31)
+  and SOAP (+0.27) all leave a finite-width drift under their sourced rules; only blocking at the base width
+  (block-soap, block-shampoo) removes it, at a loss cost. No rule is changed on it: it is the finding.
 - **clip-sgd**: not decided. SGD barely trains in 150 steps (val loss 2.69–2.79, a flat and jagged valley), so
   no optimum has an interval and the −1.49 "drift" with the clip is noise between two minima at width 128.
   What the runs do show is the mechanism the clip was suspected of: without it both widths diverge at
