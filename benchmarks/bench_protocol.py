@@ -295,8 +295,8 @@ FINDINGS = """What each experiment decided (the numbers are in its table):
   +0.93 (+0.76 to +1.10) over 32→256 at 150 steps (2^−5.71 at 32, 2^−4.78 at 256). The graft gives the update
   Adam's Frobenius norm under Adam's 1/fan_in lr; a likely reading, not measured here, is that the
   preconditioned direction spreads that norm over more singular directions than Adam's update does, so its
-  spectral norm per unit lr falls with width and lr* rises, as SOAP's does. It trains better at 256 (1.968 against the ungrafted 2.045 at 150 steps)
-  and alike at 32 (2.290 against 2.306). Ungrafted Shampoo (−0.18 octave per doubling), grafted Shampoo (+0.31)
+  spectral norm per unit lr falls with width and lr* rises, as SOAP's does. It trains better at 256 (1.968
+  against the ungrafted 2.045 at 150 steps) and alike at 32 (2.290 against 2.306). Ungrafted Shampoo (−0.18 octave per doubling), grafted Shampoo (+0.31)
   and SOAP (+0.27) all leave a finite-width drift under their sourced rules; only blocking at the base width
   (block-soap, block-shampoo) removes it, at a loss cost. No rule is changed on it: it is the finding.
 - **clip-sgd**: not decided. SGD barely trains in 150 steps (val loss 2.69–2.79, a flat and jagged valley), so
