@@ -27,6 +27,14 @@ HERE = Path(__file__).resolve().parent
 RESULTS, RAW = HERE / "RESULTS.md", HERE / "protocol.json"
 BASE = ["-s", "model.head_dim=16", "-s", "data.tokenizer=bytes", "-s", "train.batch=32", "-s", "train.seq_len=64",
         "-s", "train.eval_batches=16", "-s", "train.eval_every=100000"]  # fmt: skip
+
+def width_row(optimizer: str, centre: float, steps: str, *extra: str) -> list[str]:
+    """bench-transfer's width row as a protocol sweep: μP over widths 32→256 at init 0.1, 3 seeds, the auto grid
+    centred at 2^centre, plus the experiment's own overrides."""
+    return ["--optimizer", optimizer, "--widths", "32,256", "--param", "mup", "--lrs", f"auto:2^{centre}", "--seeds",
+            "3", "--steps", steps, "-s", "param.init_std=0.1", *extra]
+
+
 EXPERIMENTS = [
     ("noise", "μP alone at the old init 0.02 (base width 32), 200 steps, 3 seeds, half-octave grid: how well "
               "is each optimum located?",
@@ -80,8 +88,7 @@ EXPERIMENTS = [
        "preconditioner tiles of 32, the base width, instead of one tile per matrix (block_size 1024): Qiu et al. "
        "(2512.05620) find blocking mitigates the finite-width drift of the preconditioned optimizers' lr* and block "
        f"at their base width (128 in §3, 512 in §4). {why}",
-       ["--optimizer", name, "--widths", "32,256", "--param", "mup", "--lrs", f"auto:2^{centre}", "--seeds", "3",
-        "--steps", "150", "-s", "param.init_std=0.1", "--hp", "optimizer.block_size=32"])
+       width_row(name, centre, "150", "--hp", "optimizer.block_size=32"))
       for name, label, centre, why in (
           ("soap", "SOAP", -4, "SOAP drifted +0.78 octave over 32→256 unblocked (profile-soap)."),
           ("shampoo", "Shampoo", -3, "Shampoo drifted −0.53 over 16→128 unblocked (bench-transfer of 2026-12-06)."),
@@ -120,15 +127,13 @@ EXPERIMENTS = [
        "multiplier 1 (the default) and 8: bench-transfer's μP best loss at width 256 lost to SP's "
        f"({mup_best} against {sp_best}), and at 8 the width-256 logits carry SP's multiplier (8/8 = 1) while "
        "every other rule stays μP's. Is the readout's multiplier what is off?",
-       ["--optimizer", name, "--widths", "32,256", "--param", "mup", "--lrs", f"auto:2^{centre}", "--seeds", "3",
-        "--steps", "150", "-s", "param.init_std=0.1", "--hp", "param.output_mult=1,8"])
+       width_row(name, centre, "150", "--hp", "param.output_mult=1,8"))
       for name, label, centre, mup_best, sp_best in (
           ("sgd", "SGD", -2, "2.520", "2.246"),
           ("sophia", "Sophia", -8.5, "2.502", "2.299"),
       )),
     *((f"output-sgd-{suffix}", question,
-       ["--optimizer", "sgd", "--widths", "32,256", "--param", "mup", "--lrs", "auto:2^-3", "--seeds", "3", "--steps",
-        "150", "-s", "param.init_std=0.1", "-s", "param.output_mult=8", "--hp", hp])
+       width_row("sgd", -3, "150", "-s", "param.output_mult=8", "--hp", hp))
       for suffix, hp, question in (
           ("noclip", "train.grad_clip=0",
            "output-sgd's output multiplier 8 without the global gradient clip: its μP lr* still fell with width "
@@ -143,8 +148,7 @@ EXPERIMENTS = [
        f"of 150, 3 seeds: with 5 seeds at 150 steps its drift was {was}, undecided because the width-32 valley is "
        "flat within the seed spread. depth-300 showed 300 steps curving AdamW's valleys and halving the drift's "
        "interval: does the longer horizon decide it?",
-       ["--optimizer", name, "--widths", "32,256", "--param", "mup", "--lrs", f"auto:2^{centre}", "--seeds", "3",
-        "--steps", "300", "-s", "param.init_std=0.1", *sets])
+       width_row(name, centre, "300", *sets))
       for name, label, extra, was, centre, sets in (
           ("sophia", "Sophia", ", output multiplier 8, the width-invariant clip", "−0.57 (−1.68 to +0.54)", -8.5,
            ["-s", "param.output_mult=8", "-s", "train.grad_clip_norm=mup"]),
@@ -156,8 +160,7 @@ EXPERIMENTS = [
        f"the hidden matrices' lr* {was}. Is the Adam side the tensor group that is off: does the hidden lr* "
        "compensate for an under-tuned embedding and readout lr by an amount that changes with width (they weigh "
        "more at width 32)?",
-       ["--optimizer", name, "--widths", "32,256", "--param", "mup", "--lrs", f"auto:2^{centre}", "--seeds", "3",
-        "--steps", steps, "-s", "param.init_std=0.1", "--hp", "optimizer.adam_lr=0.01"])
+       width_row(name, centre, steps, "--hp", "optimizer.adam_lr=0.01"))
       for name, label, steps, centre, was in (
           ("soap", "SOAP", "150", -4, "rose +0.81 octave (95% +0.64 to +0.98)"),
           ("shampoo", "Shampoo", "300", -3.5, "fell −0.53 (−0.70 to −0.37) at 300 steps (steps-shampoo)"),
@@ -169,8 +172,7 @@ EXPERIMENTS = [
                       "method\"). Ungrafted, its lr* falls −0.53 octave over 32→256 at 300 steps (steps-shampoo, "
                       "adam-shampoo) and its width-32 valley is flat at 150: does grafting, which takes the step size "
                       "from Adam's μP-exact rule and only the direction from the preconditioner, transfer decisively?",
-     ["--optimizer", "shampoo", "--widths", "32,256", "--param", "mup", "--lrs", "auto:2^-7", "--seeds", "3", "--steps",
-      "150", "-s", "param.init_std=0.1", "--hp", "optimizer.graft=adam"]),
+     width_row("shampoo", -7, "150", "--hp", "optimizer.graft=adam")),
 ]  # fmt: skip
 KEEP = ("param", "width", "depth", "lr", "seed", "hp", "status", "loss")
 FINDINGS = """What each experiment decided (the numbers are in its table):
@@ -296,9 +298,10 @@ FINDINGS = """What each experiment decided (the numbers are in its table):
   Adam's Frobenius norm under Adam's 1/fan_in lr; a likely reading, not measured here, is that the
   preconditioned direction spreads that norm over more singular directions than Adam's update does, so its
   spectral norm per unit lr falls with width and lr* rises, as SOAP's does. It trains better at 256 (1.968
-  against the ungrafted 2.045 at 150 steps) and alike at 32 (2.290 against 2.306). Ungrafted Shampoo (−0.18 octave per doubling), grafted Shampoo (+0.31)
-  and SOAP (+0.27) all leave a finite-width drift under their sourced rules; only blocking at the base width
-  (block-soap, block-shampoo) removes it, at a loss cost. No rule is changed on it: it is the finding.
+  against the ungrafted 2.045 at 150 steps) and alike at 32 (2.290 against 2.306). Ungrafted Shampoo (−0.18
+  octave per doubling), grafted Shampoo (+0.31) and SOAP (+0.27) all leave a finite-width drift under their
+  sourced rules; only blocking at the base width (block-soap, block-shampoo) removes it, at a loss cost. No rule
+  is changed on it: it is the finding.
 - **clip-sgd**: not decided. SGD barely trains in 150 steps (val loss 2.69–2.79, a flat and jagged valley), so
   no optimum has an interval and the −1.49 "drift" with the clip is noise between two minima at width 128.
   What the runs do show is the mechanism the clip was suspected of: without it both widths diverge at
