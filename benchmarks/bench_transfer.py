@@ -4,8 +4,9 @@ For each optimizer, one ``mupx sweep --param both`` over widths spanning 8× (de
 and Muon one more over depths spanning 8× (width fixed, depth-μP with α = 1 against SP's unscaled
 residuals), 3 seeds per point, on the embedded stdlib corpus with the CPU proxy protocol of
 configs/proxy-cpu.yaml (the demo's; benchmarks/RESULTS.md, "The CPU proxy protocol", says why each setting
-is there). Where one optimizer needs more, CPU_SETS and CPU_SEEDS name it, each with the measurement behind it
-(SGD and Sophia: base output multiplier 8 and the width-invariant clip norm; 5 seeds for the noisiest sweeps),
+is there). Where one optimizer needs more, CPU_SETS and CPU_SWEEPS name it, each with the measurement behind it
+(SGD and Sophia: base output multiplier 8 and the width-invariant clip norm; 5 seeds for the noisiest sweeps;
+AdamW's depth sweep at width 128 and 300 steps),
 and the tables list every row measured so. Each sweep is the CLI command a user would type (echoed); rerunning resumes, so an interrupted
 benchmark continues where it stopped.
 
@@ -82,13 +83,21 @@ CPU_CENTRES = {"adamw": -6, "adopt": -6, "lamb": -5, "sophia": -8, "sgd": -3, "m
 # wider than the ±0.5-octave claim can be decided with (their 3-seed rows: RESULTS.md, FINDINGS).
 CPU_SETS = {"sgd": ["param.output_mult=8", "train.grad_clip_norm=mup"],
             "sophia": ["param.output_mult=8", "train.grad_clip_norm=mup"]}  # fmt: skip
-CPU_SEEDS = {("sgd", "width"): 5, ("sophia", "width"): 5, ("shampoo", "width"): 5, ("adamw", "depth"): 5}
+# Where one sweep's size departs from SIZES["cpu"], each for a measured reason. 5 seeds: above. AdamW over depth:
+# width 128 (init 0.05, the base init std's rule at that base width), 300 steps and its grid centred at its optima
+# there; at width 32 its lr* rose +0.69 octave from depth 2 to 16, and over widths 32, 64, 128 that rise fell
+# +0.69, +0.50, +0.29, a finite-width effect of narrow blocks (bench-protocol depth-300, depth-w64-300,
+# depth-w128-300). Muon's depth row transfers decisively at width 32 and keeps the protocol's size.
+CPU_SWEEPS = {("sgd", "width"): {"seeds": 5}, ("sophia", "width"): {"seeds": 5}, ("shampoo", "width"): {"seeds": 5},
+              ("adamw", "depth"): {"seeds": 5, "depth_width": 128, "steps": 300, "centre": -8}}  # fmt: skip
 RECORD = ("param", "width", "depth", "lr", "seed", "status", "loss")  # what the fit reads from each run
 MIN_RANGE = 4  # the widest (deepest) proxy at least this many times the smallest: a drift needs a range
 
 
 def sweep_args(optimizer: str, axis: str, size: dict, root: Path, jobs: int | None) -> list[str]:
     """The ``mupx sweep`` arguments of one optimizer's sweep along ``axis`` (width or depth)."""
+    if "head_dim" not in size:  # the CPU protocol: this sweep's own departures from it (CPU_SWEEPS)
+        size = {**size, **CPU_SWEEPS.get((optimizer, axis), {})}
     if axis == "width":
         shape = ["--widths", ",".join(map(str, size["widths"])), "--depths", str(size["depth"])]
     else:
@@ -102,8 +111,8 @@ def sweep_args(optimizer: str, axis: str, size: dict, root: Path, jobs: int | No
         sets = [] if size["tokenizer"] == "bytes" else ["data.tokenizer=bpe", "data.vocab_size=1024"]
         sets.append(f"param.init_std={base_init_std(size['widths'][0] if axis == 'width' else size['depth_width'])}")
         sets += CPU_SETS.get(optimizer, [])
-        protocol, lrs = ["--config", os.path.relpath(PROTOCOL)], f"auto:2^{CPU_CENTRES[optimizer]}"
-        seeds = CPU_SEEDS.get((optimizer, axis), size["seeds"])
+        protocol, lrs = ["--config", os.path.relpath(PROTOCOL)], f"auto:2^{size.get('centre', CPU_CENTRES[optimizer])}"
+        seeds = size["seeds"]
     args = ["sweep", "--optimizer", optimizer, "--param", "both", *shape, "--seeds", str(seeds), "--lrs", lrs,
             "--steps", str(size["steps"]), "--tolerance", str(TOLERANCE), "--name", f"{optimizer}-{axis}",
             "--root", str(root), *protocol]  # fmt: skip
@@ -266,6 +275,20 @@ def row_seeds(r: dict) -> int | None:
     return len({x["seed"] for x in r.get("records") or []}) or None
 
 
+def row_shape(r: dict, axis: str, size: dict) -> dict:
+    """The fixed width (of a depth row) and the steps of a row's sweep where they differ from ``size``'s, with
+    the init std that a base width of its own carries, read from its sweep command."""
+    words = r.get("sweep", "").split()
+    flag = {w: words[i + 1] for i, w in enumerate(words[:-1]) if w.startswith("--")}
+    shape = {}
+    if axis == "depth" and "--widths" in flag and int(flag["--widths"]) != size["depth_width"]:
+        init = next((w.split("=")[1] for w in words if w.startswith("param.init_std=")), None)
+        shape["width"] = flag["--widths"] + (f" (init std {init})" if init else "")
+    if "--steps" in flag and int(flag["--steps"]) != size["steps"]:
+        shape["steps"] = flag["--steps"]
+    return shape
+
+
 def row_settings(r: dict) -> list[str]:
     """The ``-s`` settings of a row's sweep beyond the init std and tokens that tokens_text names (CPU_SETS)."""
     words = r.get("sweep", "").split()
@@ -282,7 +305,9 @@ def departures_text(raw: dict) -> str:
             if r is None:
                 continue
             n = row_seeds(r)
-            items = ([f"{n} seeds"] if n not in (None, raw["size"]["seeds"]) else []) + [f"`{s}`" for s in row_settings(r)]
+            items = [f"{n} seeds"] if n not in (None, raw["size"]["seeds"]) else []
+            items += [f"{k} {v}" for k, v in row_shape(r, axis, raw["size"]).items()]
+            items += [f"`{s}`" for s in row_settings(r)]
             if items:
                 parts.append(f"{name} over {axis}: {', '.join(items)}")
     return "; ".join(parts)
@@ -333,7 +358,7 @@ def tables(raw: dict) -> str:
         f"- Sizes: GPT-2 proxy, {tokens_text(size)} (cosine schedule, 10% warmup), {size['seeds']} seeds per point, "
         f"objective = final validation loss; widths {size['widths']} at depth {size['depth']}; depths "
         f"{size['depths']} at width {size['depth_width']} (μP: depth-μP with α = 1; SP: no depth scaling).",
-        *([f"- Rows with settings of their own (bench_transfer.CPU_SETS, CPU_SEEDS; each measured in the "
+        *([f"- Rows with settings of their own (bench_transfer.CPU_SETS, CPU_SWEEPS; each measured in the "
             f"bench-protocol section below): {departures}"] if departures else []),
         "- Grid: `--lrs auto` (coarse octave grid around the configured lr, extended past edge optima, then every "
         "half-octave point within the fit window, ±1 octave of each series' optimum). Swept lr: the hidden "

@@ -69,6 +69,11 @@ def test_bench_transfer_cpu_protocol_is_the_documented_one():
     sgd = bench_transfer.sweep_args("sgd", "width", size, Path("runs/x"), None)  # its own settings, 5 seeds
     assert {"param.output_mult=8", "train.grad_clip_norm=mup"} <= set(sgd) and sgd[sgd.index("--seeds") + 1] == "5"
     assert args[args.index("--seeds") + 1] == "3" and "param.output_mult=8" not in args
+    deep = bench_transfer.sweep_args("adamw", "depth", size, Path("runs/x"), None)  # at width 128, 300 steps
+    assert [deep[deep.index(f) + 1] for f in ("--widths", "--depths", "--steps", "--seeds", "--lrs")] == [
+        "128", "2,16", "300", "5", "auto:2^-8"] and "param.init_std=0.05" in deep
+    muon = bench_transfer.sweep_args("muon", "depth", size, Path("runs/x"), None)  # the protocol's own size
+    assert [muon[muon.index(f) + 1] for f in ("--widths", "--steps")] == ["32", "150"]
     gpu = bench_transfer.sweep_args("sgd", "width", bench_transfer.SIZES["gpu"], Path("runs/x"), None)
     assert gpu[gpu.index("--seeds") + 1] == "2" and "param.output_mult=8" not in gpu  # the GPU protocol has none
 
@@ -79,12 +84,13 @@ def test_bench_transfer_names_the_rows_measured_with_settings_of_their_own():
     def row(seeds, sweep):
         return {"records": [{"seed": k} for k in range(seeds)], "sweep": sweep}
 
-    raw = {"size": {"seeds": 3}, "results": {
-        "adamw": {"width": row(3, "mupx sweep -s param.init_std=0.1"), "depth": row(5, "mupx sweep -s param.init_std=0.1")},
+    raw = {"size": {"seeds": 3, "depth_width": 32, "steps": 150}, "results": {
+        "adamw": {"width": row(3, "mupx sweep --widths 32,256 --steps 150 -s param.init_std=0.1"),
+                  "depth": row(5, "mupx sweep --widths 128 --steps 300 -s param.init_std=0.05")},
         "sgd": {"width": row(5, "mupx sweep -s param.init_std=0.1 -s param.output_mult=8 -s train.grad_clip_norm=mup")},
         "muon": {"width": {"records": []}}}}  # fmt: skip
     assert bench_transfer.departures_text(raw) == (
-        "adamw over depth: 5 seeds; sgd over width: 5 seeds, `param.output_mult=8`, `train.grad_clip_norm=mup`")
+        "adamw over depth: 5 seeds, width 128 (init std 0.05), steps 300; sgd over width: 5 seeds, `param.output_mult=8`, `train.grad_clip_norm=mup`")
 
 
 def test_best_loss_carries_the_standard_error_of_its_seed_mean():
