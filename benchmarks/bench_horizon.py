@@ -157,7 +157,13 @@ def transfer_rows(t: dict) -> list[str]:
 
     off = None if error is None else error + math.log2(pred["uncorrected_lr"] / pred["lr"])
     return [
-        row(f"transferred (moved along {moved})", pred["lr"], error, regret.get("value"), regret.get("relative")),
+        row(
+            f"transferred (moved along {moved})",
+            pred["lr"],
+            error,
+            regret.get("value"),
+            regret.get("relative"),
+        ),
         row("uncorrected proxy lr", pred["uncorrected_lr"], off, unc.get("regret"), unc.get("relative")),
     ]
 
@@ -169,8 +175,10 @@ def tables(raw: dict) -> str:
     lines = [
         "## Horizon and batch (`make bench-horizon`)",
         "",
-        *(f"- {part.capitalize()} part last run: {run['date']}; command `{run['command']}`; {run['machine']}"
-          for part, run in raw["runs"].items()),
+        *(
+            f"- {part.capitalize()} part last run: {run['date']}; command `{run['command']}`; {run['machine']}"
+            for part, run in raw["runs"].items()
+        ),
         f"- Horizon sweep: `{h['command']}`",
         f"- Batch sweep: `{b['command']}`",
         f"- AdamW μP, 3 seeds, widths {WIDTHS} (horizon) and {BATCH['width']} (batch), CPU proxy protocol "
@@ -193,7 +201,10 @@ def tables(raw: dict) -> str:
         "|---|---|---|---|---|",
     ]
     batch_target = f"4× batch ({BATCH['target']}, width {BATCH['width']})"
-    for name, key in (("4× longer (1200 steps, width 64)", "horizon_transfer"), (batch_target, "batch_transfer")):
+    for name, key in (
+        ("4× longer (1200 steps, width 64)", "horizon_transfer"),
+        (batch_target, "batch_transfer"),
+    ):
         lines.append(f"| **{name}** | | | | |")
         lines += transfer_rows(raw[key])
     return "\n".join([*lines, "", reading(raw)])
@@ -231,8 +242,12 @@ def render(raw: dict) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--root", default="runs/bench-horizon", help="folder holding the sweeps")
-    parser.add_argument("--only", choices=PARTS, help="rerun one part, keep the other's results from horizon.json")
-    parser.add_argument("--render", action="store_true", help="only rewrite RESULTS.md and README.md from horizon.json")
+    parser.add_argument(
+        "--only", choices=PARTS, help="rerun one part, keep the other's results from horizon.json"
+    )
+    parser.add_argument(
+        "--render", action="store_true", help="only rewrite RESULTS.md and README.md from horizon.json"
+    )
     args = parser.parse_args()
     if args.render:
         render(json.loads(RAW.read_text()))
@@ -247,17 +262,37 @@ def main() -> None:
             ht = transfer(root, "horizon", "--width", "64", "--steps", "1200")
             raw["horizon_transfer"] = transfer_summary(ht)
         else:
-            bdoc, bs = sweep(root, "batch", BATCH["lrs"], "--widths", BATCH["width"], "--tokens", BATCH["tokens"],
-                             "--batches", BATCH["batches"])
+            bdoc, bs = sweep(
+                root,
+                "batch",
+                BATCH["lrs"],
+                "--widths",
+                BATCH["width"],
+                "--tokens",
+                BATCH["tokens"],
+                "--batches",
+                BATCH["batches"],
+            )
             raw["batch"] = summary(bdoc, bs)
             # --force: the sweep has one width, so it has no width verdict to decide this transfer; the batch
             # axis it measures is the one extrapolated (the verdict is printed first).
-            bt = transfer(root, "batch", "--width", BATCH["width"], "--tokens", BATCH["tokens"], "--batch",
-                          BATCH["target"], "--force")
+            bt = transfer(
+                root,
+                "batch",
+                "--width",
+                BATCH["width"],
+                "--tokens",
+                BATCH["tokens"],
+                "--batch",
+                BATCH["target"],
+                "--force",
+            )
             raw["batch_transfer"] = transfer_summary(bt)
     atomic_write_json(RAW, raw)
     render(raw)
-    print(f"\nwrote {RAW.relative_to(HERE.parent)} and the bench-horizon sections of RESULTS.md and README.md")
+    print(
+        f"\nwrote {RAW.relative_to(HERE.parent)} and the bench-horizon sections of RESULTS.md and README.md"
+    )
 
 
 if __name__ == "__main__":

@@ -28,11 +28,27 @@ RESULTS, RAW = HERE / "RESULTS.md", HERE / "protocol.json"
 BASE = ["-s", "model.head_dim=16", "-s", "data.tokenizer=bytes", "-s", "train.batch=32", "-s", "train.seq_len=64",
         "-s", "train.eval_batches=16", "-s", "train.eval_every=100000"]  # fmt: skip
 
+
 def width_row(optimizer: str, centre: float, steps: str, *extra: str) -> list[str]:
     """bench-transfer's width row as a protocol sweep: μP over widths 32→256 at init 0.1, 3 seeds, the auto grid
     centred at 2^centre, plus the experiment's own overrides."""
-    return ["--optimizer", optimizer, "--widths", "32,256", "--param", "mup", "--lrs", f"auto:2^{centre}", "--seeds",
-            "3", "--steps", steps, "-s", "param.init_std=0.1", *extra]
+    return [
+        "--optimizer",
+        optimizer,
+        "--widths",
+        "32,256",
+        "--param",
+        "mup",
+        "--lrs",
+        f"auto:2^{centre}",
+        "--seeds",
+        "3",
+        "--steps",
+        steps,
+        "-s",
+        "param.init_std=0.1",
+        *extra,
+    ]
 
 
 EXPERIMENTS = [
@@ -324,8 +340,12 @@ def code_version() -> str:
     """HEAD's short commit, marked '+uncommitted' when mupx/ or configs/ differ from it: the code a run used is then
     not that commit's (a run of a flag not yet committed would name a commit that lacks it)."""
     git = ("git", "-C", str(HERE.parent))
-    commit = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-    dirty = subprocess.run([*git, "status", "--porcelain", "--", "mupx", "configs"], capture_output=True, text=True).stdout
+    commit = subprocess.run(
+        [*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
+    dirty = subprocess.run(
+        [*git, "status", "--porcelain", "--", "mupx", "configs"], capture_output=True, text=True
+    ).stdout
     return commit + ("+uncommitted" if dirty.strip() else "")
 
 
@@ -350,7 +370,9 @@ def sub_range_fits(runs: list[dict]) -> list[tuple[str, dict]]:
     widths = sorted({r["width"] for r in runs})
     if len(widths) < 3:
         return []
-    subsets = [[lo, hi] for lo, hi in zip(widths, widths[1:], strict=False)] + ([widths[1:]] if len(widths) > 3 else [])
+    subsets = [[lo, hi] for lo, hi in zip(widths, widths[1:], strict=False)] + (
+        [widths[1:]] if len(widths) > 3 else []
+    )
     return [(param, fit) for subset in subsets
             for param, fit in fit_sweep([r for r in runs if r["width"] in subset]).items()]  # fmt: skip
 
@@ -391,12 +413,15 @@ def tables(raw: dict) -> str:
                     drifts.append(f"{param}: {d['verdict']} ({d['reason']})")
                     continue
                 ci = d.get("octaves_interval")
-                text = f"{d['octaves']:+.2f}" + (f" ({ci[0]:+.2f} to {ci[1]:+.2f})" if ci else " (no interval)")
+                text = f"{d['octaves']:+.2f}" + (
+                    f" ({ci[0]:+.2f} to {ci[1]:+.2f})" if ci else " (no interval)"
+                )
                 verdict = f"**{d['verdict']}**" if d.get("decisive") else d["verdict"]
                 hp = _hp_text(d)
                 label = f"{param} ({hp})" if hp else param
-                drifts.append(f"{label} drift over {axis}s {d['range'][0]}→{d['range'][1]}: {text} "
-                              f"octaves, {verdict}")
+                drifts.append(
+                    f"{label} drift over {axis}s {d['range'][0]}→{d['range'][1]}: {text} octaves, {verdict}"
+                )
         lines += ["", *(f"- {d}" for d in drifts), ""]
     return "\n".join(lines)
 
@@ -413,7 +438,9 @@ def main() -> None:
         known = {name: a for name, _, a in EXPERIMENTS}
         bad = [n for n in names if n not in known]
         if bad:
-            sys.exit(f"bench_protocol: error: --only {bad[0]!r} is not an experiment (allowed: {', '.join(known)})")
+            sys.exit(
+                f"bench_protocol: error: --only {bad[0]!r} is not an experiment (allowed: {', '.join(known)})"
+            )
         for name in names:
             raw[name] = run(name, known[name], Path(args.root))
             raw["_command"] = command_line()

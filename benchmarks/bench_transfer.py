@@ -109,9 +109,14 @@ def sweep_args(optimizer: str, axis: str, size: dict, root: Path, jobs: int | No
         protocol, lrs, seeds = [], "auto", size["seeds"]
     else:
         sets = [] if size["tokenizer"] == "bytes" else ["data.tokenizer=bpe", "data.vocab_size=1024"]
-        sets.append(f"param.init_std={base_init_std(size['widths'][0] if axis == 'width' else size['depth_width'])}")
+        sets.append(
+            f"param.init_std={base_init_std(size['widths'][0] if axis == 'width' else size['depth_width'])}"
+        )
         sets += CPU_SETS.get(optimizer, [])
-        protocol, lrs = ["--config", os.path.relpath(PROTOCOL)], f"auto:2^{size.get('centre', CPU_CENTRES[optimizer])}"
+        protocol, lrs = (
+            ["--config", os.path.relpath(PROTOCOL)],
+            f"auto:2^{size.get('centre', CPU_CENTRES[optimizer])}",
+        )
         seeds = size["seeds"]
     args = ["sweep", "--optimizer", optimizer, "--param", "both", *shape, "--seeds", str(seeds), "--lrs", lrs,
             "--steps", str(size["steps"]), "--tolerance", str(TOLERANCE), "--name", f"{optimizer}-{axis}",
@@ -143,7 +148,9 @@ def protocol_flags(args, size: dict) -> dict:
         if len(values) < 2 or values != sorted(set(values)) or values[0] <= 0:
             fail(f"--{flag} {text!r} must list at least two increasing positive values (e.g. 16,128)")
         if values[-1] < MIN_RANGE * values[0]:
-            fail(f"--{flag} {text!r} spans {values[-1] / values[0]:g}x; the transfer claim needs at least {MIN_RANGE}x")
+            fail(
+                f"--{flag} {text!r} spans {values[-1] / values[0]:g}x; the transfer claim needs at least {MIN_RANGE}x"
+            )
         size[key] = values
     if args.tokenizer is not None:
         if args.tokenizer not in TOKENIZERS:
@@ -214,7 +221,9 @@ def summarise(doc: dict, axis: str) -> dict:
             "regret": regret(points, axis),
         }
     runs = doc["runs"]
-    out["records"] = [{k: r.get(k) for k in RECORD} for r in runs]  # mupx.fit.fit_sweep(records) recomputes the fits
+    out["records"] = [
+        {k: r.get(k) for k in RECORD} for r in runs
+    ]  # mupx.fit.fit_sweep(records) recomputes the fits
     out["runs"] = len(runs)
     out["diverged"] = sum(r["status"] == "diverged" for r in runs)
     out["wall_s"] = sum(r.get("wall_time_s") or 0 for r in runs)
@@ -249,10 +258,14 @@ def best_loss_text(s: dict, records: list[dict] | None, param: str, axis: str) -
         return "–"
     by_lr: dict[float, list[float]] = {}
     for r in records or []:
-        if (r["param"], r[axis], r["status"]) == (param, s["values"][-1], "completed") and math.isfinite(r["loss"] or math.nan):
+        if (r["param"], r[axis], r["status"]) == (param, s["values"][-1], "completed") and math.isfinite(
+            r["loss"] or math.nan
+        ):
             by_lr.setdefault(r["lr"], []).append(r["loss"])
     seeds = min(by_lr.values(), key=statistics.mean, default=[])
-    return f"{loss:.3f}" + (f" ± {statistics.stdev(seeds) / math.sqrt(len(seeds)):.3f}" if len(seeds) > 1 else "")
+    return f"{loss:.3f}" + (
+        f" ± {statistics.stdev(seeds) / math.sqrt(len(seeds)):.3f}" if len(seeds) > 1 else ""
+    )
 
 
 def verdict(s: dict) -> str:
@@ -267,7 +280,9 @@ def commands_text(raw: dict) -> str:
     for name in OPTIMIZERS:
         if name in raw["results"]:
             by_command.setdefault(raw["results"][name].get("command", raw["command"]), []).append(name)
-    return "; ".join(f"`{c}` ({', '.join(names)})" for c, names in by_command.items()) or f"`{raw['command']}`"
+    return (
+        "; ".join(f"`{c}` ({', '.join(names)})" for c, names in by_command.items()) or f"`{raw['command']}`"
+    )
 
 
 def row_seeds(r: dict) -> int | None:
@@ -358,8 +373,14 @@ def tables(raw: dict) -> str:
         f"- Sizes: GPT-2 proxy, {tokens_text(size)} (cosine schedule, 10% warmup), {size['seeds']} seeds per point, "
         f"objective = final validation loss; widths {size['widths']} at depth {size['depth']}; depths "
         f"{size['depths']} at width {size['depth_width']} (μP: depth-μP with α = 1; SP: no depth scaling).",
-        *([f"- Rows with settings of their own (bench_transfer.CPU_SETS, CPU_SWEEPS; each measured in the "
-            f"bench-protocol section below): {departures}"] if departures else []),
+        *(
+            [
+                f"- Rows with settings of their own (bench_transfer.CPU_SETS, CPU_SWEEPS; each measured in the "
+                f"bench-protocol section below): {departures}"
+            ]
+            if departures
+            else []
+        ),
         "- Grid: `--lrs auto` (coarse octave grid around the configured lr, extended past edge optima, then every "
         "half-octave point within the fit window, ±1 octave of each series' optimum). Swept lr: the hidden "
         "matrices' for muon, muonpp, shampoo, soap.",

@@ -34,7 +34,9 @@ ModelFn = Callable[[int, int, object], torch.nn.Module]
 def save_shapes(model: torch.nn.Module, path: str | Path) -> Path:
     """Write the parameter shapes of ``model`` (the base model) to a JSON file for :func:`plan`'s ``base``."""
     path = Path(path)
-    path.write_text(json.dumps({"shapes": {n: list(s) for n, s in shapes_of(model).items()}}, indent=1) + "\n")
+    path.write_text(
+        json.dumps({"shapes": {n: list(s) for n, s in shapes_of(model).items()}}, indent=1) + "\n"
+    )
     return path
 
 
@@ -44,7 +46,9 @@ def load_shapes(path: str | Path) -> Shapes:
         shapes = json.loads(Path(path).read_text())["shapes"]
         return {str(n): tuple(int(d) for d in s) for n, s in shapes.items()}
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
-        raise MupxError(f"base shapes file {path} is not readable as written by mupx.save_shapes ({type(e).__name__})") from None
+        raise MupxError(
+            f"base shapes file {path} is not readable as written by mupx.save_shapes ({type(e).__name__})"
+        ) from None
 
 
 def _shapes(model, what: str) -> Shapes:
@@ -54,7 +58,9 @@ def _shapes(model, what: str) -> Shapes:
         return load_shapes(model)
     if isinstance(model, Mapping):
         return {str(n): tuple(s) for n, s in model.items()}
-    raise MupxError(f"the {what} must be a torch.nn.Module, a {{name: shape}} mapping or a shapes file, got {type(model).__name__}")
+    raise MupxError(
+        f"the {what} must be a torch.nn.Module, a {{name: shape}} mapping or a shapes file, got {type(model).__name__}"
+    )
 
 
 def _built(model_fn: ModelFn, width: int, depth: int) -> Shapes:
@@ -71,7 +77,9 @@ def settings_for(optimizer: str, param: str, settings: dict) -> tuple[object, Pa
         section = par if key in par else opt if key in opt else None
         if section is None or key in ("name", "base_width", "base_depth"):
             known = sorted((set(opt) | set(par)) - {"name", "base_width", "base_depth"})
-            raise MupxError(f"unknown setting {key!r} for {optimizer} under {param} (known: {', '.join(known)})")
+            raise MupxError(
+                f"unknown setting {key!r} for {optimizer} under {param} (known: {', '.join(known)})"
+            )
         section[key] = value
     _, options = parse_options(opt)
     return options, typed(ParamConfig, par, "param")
@@ -95,11 +103,15 @@ def plan(model: torch.nn.Module | Mapping | ModelFn, base: torch.nn.Module | Map
     (``lr=3e-3, weight_decay=0.1, depth_alpha=0.5, output_mult=2``)."""
     if callable(model) and not isinstance(model, torch.nn.Module):
         if width is None or depth is None or base_width is None or base is not None:
-            raise MupxError("mupx.plan(model_fn, ...) needs width, depth and base_width (and base_depth, default: depth), not base")
+            raise MupxError(
+                "mupx.plan(model_fn, ...) needs width, depth and base_width (and base_depth, default: depth), not base"
+            )
         shapes, base_shapes = _built(model, width, depth), _built(model, base_width, base_depth or depth)
     else:
         if base is None or any(v is not None for v in (width, depth, base_width, base_depth)):
-            raise MupxError("mupx.plan(model, base) reads widths and depths from the shapes: give base, not width/depth/base_width/base_depth")
+            raise MupxError(
+                "mupx.plan(model, base) reads widths and depths from the shapes: give base, not width/depth/base_width/base_depth"
+            )
         shapes, base_shapes = _shapes(model, "model"), _shapes(base, "base")
     options, par = settings_for(optimizer, param, settings)
     return plan_from_shapes(
@@ -123,11 +135,17 @@ def coord_check(model_fn: ModelFn, widths: tuple[int, ...] | None = None, depths
     if (widths is None) == (depths is None):
         raise MupxError("mupx.coord_check needs widths or depths (one of them)")
     axis, values = ("width", widths) if widths is not None else ("depth", depths)
-    shapes = _built(model_fn, values[0] if axis == "width" else width, depth if axis == "width" else values[0])
+    shapes = _built(
+        model_fn, values[0] if axis == "width" else width, depth if axis == "width" else values[0]
+    )
     roles_map = role_map(roles, shapes)
-    vocab = next((p.fan_in for p in (roles_map.place(n, s) for n, s in shapes.items()) if p.role is Role.INPUT), None)
+    vocab = next(
+        (p.fan_in for p in (roles_map.place(n, s) for n, s in shapes.items()) if p.role is Role.INPUT), None
+    )
     if vocab is None:
-        raise MupxError("the model has no token embedding (a tensor with the input role): mupx.coord_check feeds it tokens")
+        raise MupxError(
+            "the model has no token embedding (a tensor with the input role): mupx.coord_check feeds it tokens"
+        )
     fixed = f"model.depth={depth}" if axis == "width" else f"model.width={width}"
     own = (f"optimizer={optimizer}", f"param={param}", f"data.vocab_size={vocab}", fixed,
            f"model.head_dim={head_dim if head_dim else 'null'}", f"model.roles.map={roles}")  # fmt: skip

@@ -137,7 +137,8 @@ def train(
         ),
     ] = False,
     nproc: Annotated[
-        int, typer.Option(help="ranks to start with torchrun on this machine (DDP: one per GPU, or gloo on CPU)")
+        int,
+        typer.Option(help="ranks to start with torchrun on this machine (DDP: one per GPU, or gloo on CPU)"),
     ] = 1,
     wandb: WandbProject = None,
     wandb_mode: WandbMode = None,
@@ -165,7 +166,9 @@ def train(
         if out is None:
             raise MupxError("--resume needs --out: the run folder to continue")
         if config is not None:
-            raise MupxError("--resume continues with the run's saved config.yaml; --config is not read with it")
+            raise MupxError(
+                "--resume continues with the run's saved config.yaml; --config is not read with it"
+            )
         file = tree_overrides(load_saved(out))
     else:
         file = config_file_overrides(config) if config is not None else []
@@ -197,16 +200,19 @@ def rules(
     optimizer: Optimizer = None,
     param: Param = None,
     model: Model = None,
-    width: Annotated[int | None, typer.Option(help="target width (model.width)", show_default="config: 128")] = None,
+    width: Annotated[
+        int | None, typer.Option(help="target width (model.width)", show_default="config: 128")
+    ] = None,
     depth: Depth = None,
     base_width: BaseWidth = None,
     base_depth: BaseDepth = None,
-    vocab: Annotated[
-        int | None, typer.Option(help="vocabulary size", show_default="data.vocab_size")
-    ] = None,
+    vocab: Annotated[int | None, typer.Option(help="vocabulary size", show_default="data.vocab_size")] = None,
     json_: Annotated[bool, typer.Option("--json", help="print the plan as JSON")] = False,
     table: Annotated[
-        bool, typer.Option("--table", help="the table even when stdout is not a terminal (there: TSV, as plan.tsv)")
+        bool,
+        typer.Option(
+            "--table", help="the table even when stdout is not a terminal (there: TSV, as plan.tsv)"
+        ),
     ] = False,
     all_layers: Annotated[
         bool, typer.Option("--all", help="one row per tensor (default: identical layers folded)")
@@ -257,7 +263,10 @@ def coord_check(
     ] = None,
     depths: Annotated[
         str | None,
-        typer.Option(help="comma-separated depths at a fixed width (128; -s model.width=N): at least 3", show_default=False),
+        typer.Option(
+            help="comma-separated depths at a fixed width (128; -s model.width=N): at least 3",
+            show_default=False,
+        ),
     ] = None,
     steps: Annotated[int, typer.Option(help="training steps on one fixed batch")] = 5,
     seeds: Annotated[int, typer.Option(help="seeds per width/depth (sizes are averaged over seeds)")] = 2,
@@ -271,7 +280,10 @@ def coord_check(
     ] = 0.5,
     out: Annotated[
         Path | None,
-        typer.Option(help="output folder (must be new or empty)", show_default="runs/coord_check/<optimizer>-<param>-<axis>s"),
+        typer.Option(
+            help="output folder (must be new or empty)",
+            show_default="runs/coord_check/<optimizer>-<param>-<axis>s",
+        ),
     ] = None,
     config: ConfigFile = None,
     cfg: Cfg = None,
@@ -314,7 +326,9 @@ def sweep(
     param: Annotated[str, typer.Option(help="mup | sp | both")] = "mup",
     hp: Annotated[
         list[str] | None,
-        typer.Option(help="extra axis key=v1,v2 (repeatable), e.g. optimizer.weight_decay=0,0.1", show_default=False),
+        typer.Option(
+            help="extra axis key=v1,v2 (repeatable), e.g. optimizer.weight_decay=0,0.1", show_default=False
+        ),
     ] = None,
     steps: StepsList = None,
     tokens: TokensList = None,
@@ -330,7 +344,8 @@ def sweep(
     seq_len: SeqLen = None,
     device: Device = None,
     out: Annotated[
-        Path | None, typer.Option(help="the sweep's folder (= --root its parent --name its name)", show_default=False)
+        Path | None,
+        typer.Option(help="the sweep's folder (= --root its parent --name its name)", show_default=False),
     ] = None,
     name: Annotated[
         str | None, typer.Option(help="sweep name", show_default="<optimizer>-<param>-w<widths>")
@@ -361,8 +376,12 @@ def sweep(
     from .sweep.command import print_first_run, run_sweep_command, sweep_folder, sweep_overrides
 
     root, name = sweep_folder(out, root, name)
-    later = overrides_from(dict(data=data, batch=batch, seq_len=seq_len), set_, overrides, (wandb, wandb_mode))
-    optimizer, model, run_overrides = sweep_overrides(config, optimizer, model, later, ("train.batch",) if batches else ())
+    later = overrides_from(
+        dict(data=data, batch=batch, seq_len=seq_len), set_, overrides, (wandb, wandb_mode)
+    )
+    optimizer, model, run_overrides = sweep_overrides(
+        config, optimizer, model, later, ("train.batch",) if batches else ()
+    )
     o = dict(optimizer=optimizer, model=model, widths=widths, depths=depths, lrs=lrs, seeds=seeds, param=param,
              hp=hp or [], steps=steps, tokens=tokens, batches=batches, base_width=base_width, base_depth=base_depth, name=name, root=root,
              jobs=jobs, executor=executor, runs_per_gpu=runs_per_gpu, gpus_per_run=gpus_per_run, device=device,
@@ -376,13 +395,20 @@ def sweep(
 
 @app.command()
 def transfer(
-    from_: Annotated[Path, typer.Option("--from", help="the sweep's sweep.json (or its folder)", show_default=False)],
+    from_: Annotated[
+        Path, typer.Option("--from", help="the sweep's sweep.json (or its folder)", show_default=False)
+    ],
     width: Annotated[int, typer.Option(help="target width", show_default=False)],
-    depth: Annotated[int | None, typer.Option(help="target depth", show_default="the sweep's largest")] = None,
-    steps: Annotated[int | None, typer.Option(help="the target's steps", show_default="the sweep's longest horizon")] = None,
+    depth: Annotated[
+        int | None, typer.Option(help="target depth", show_default="the sweep's largest")
+    ] = None,
+    steps: Annotated[
+        int | None, typer.Option(help="the target's steps", show_default="the sweep's longest horizon")
+    ] = None,
     tokens: Tokens = None,
     batch: Annotated[
-        int | None, typer.Option(help="the target's global batch (train.batch)", show_default="the sweep's largest")
+        int | None,
+        typer.Option(help="the target's global batch (train.batch)", show_default="the sweep's largest"),
     ] = None,
     horizon_rule: HorizonRule = None,
     batch_rule: BatchRule = None,
@@ -399,7 +425,8 @@ def transfer(
         int, typer.Option(help="seeds per run (roles compare by their seed-mean loss: a steadier regret)")
     ] = 1,
     force: Annotated[
-        bool, typer.Option(help="transfer even when the sweep's verdict is not 'transfers' (drifts, inconclusive)")
+        bool,
+        typer.Option(help="transfer even when the sweep's verdict is not 'transfers' (drifts, inconclusive)"),
     ] = False,
     data: Data = None,
     seq_len: SeqLen = None,
@@ -462,9 +489,12 @@ def compare(
         list[Path], typer.Argument(help="transfer.json files, transfer-*/ folders or sweep folders with one")
     ],
     reference: Annotated[
-        str | None, typer.Option(help="name of the reference run", show_default="the adamw one, else the first")
+        str | None,
+        typer.Option(help="name of the reference run", show_default="the adamw one, else the first"),
     ] = None,
-    out: Annotated[Path | None, typer.Option(help="output folder", show_default="runs/compare-<names>")] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="output folder", show_default="runs/compare-<names>")
+    ] = None,
     smooth: Annotated[float, typer.Option(help="EMA time constant as a fraction of the token budget")] = 0.05,
     force: Annotated[
         bool, typer.Option(help="compare even if width, depth, token budget or data differ")

@@ -31,7 +31,10 @@ def config_defaults() -> dict:
     for entry in top["defaults"]:
         if isinstance(entry, dict):
             ((group, name),) = entry.items()
-            tree[group] = {"<name>": name, **(yaml.safe_load((root / group / f"{name}.yaml").read_text()) or {})}
+            tree[group] = {
+                "<name>": name,
+                **(yaml.safe_load((root / group / f"{name}.yaml").read_text()) or {}),
+            }
     return tree
 
 
@@ -71,7 +74,9 @@ Width = Annotated[int | None, key_option("model.width", "d_model")]
 Depth = Annotated[int | None, key_option("model.depth", "number of transformer blocks")]
 Lr = Annotated[
     float | None,
-    typer.Option(help="base learning rate (optimizer.lr)", show_default="config: the optimizer's, e.g. adamw 0.003"),
+    typer.Option(
+        help="base learning rate (optimizer.lr)", show_default="config: the optimizer's, e.g. adamw 0.003"
+    ),
 ]
 Steps = Annotated[int | None, key_option("train.steps", "optimizer steps per run")]
 Tokens = Annotated[
@@ -89,11 +94,14 @@ Device = Annotated[
         show_default=configured("device"),
     ),
 ]
-BaseWidth = Annotated[int | None, key_option("param.base_width", "μP base width: multipliers are ratios to it")]
+BaseWidth = Annotated[
+    int | None, key_option("param.base_width", "μP base width: multipliers are ratios to it")
+]
 BaseDepth = Annotated[int | None, key_option("param.base_depth", "μP base depth")]
 
 Overrides = Annotated[
-    list[str] | None, typer.Option("--set", "-s", help="Hydra override key=value (repeatable)", show_default=False)
+    list[str] | None,
+    typer.Option("--set", "-s", help="Hydra override key=value (repeatable)", show_default=False),
 ]
 Positional = Annotated[
     list[str] | None,
@@ -116,11 +124,15 @@ Cfg = Annotated[
 ]  # fmt: skip
 WandbProject = Annotated[
     str | None,
-    typer.Option("--wandb", help="mirror runs to this wandb project (tracking.wandb.project)", show_default=False),
+    typer.Option(
+        "--wandb", help="mirror runs to this wandb project (tracking.wandb.project)", show_default=False
+    ),
 ]
 WandbMode = Annotated[
     str | None,
-    typer.Option(help="wandb mode: online (default with --wandb) | offline (no network) | disabled", show_default=False),
+    typer.Option(
+        help="wandb mode: online (default with --wandb) | offline (no network) | disabled", show_default=False
+    ),
 ]
 
 # --- the sweep's horizons and batches, and how transfer moves the lr along them ------------------------------
@@ -139,6 +151,8 @@ Batches = Annotated[
     typer.Option(help="comma-separated global batches (sequences per step; several need --tokens)",
                  show_default=configured("train.batch")),
 ]  # fmt: skip
+
+
 def rule_option(what: str, rules: str) -> typer.models.OptionInfo:
     """A transfer flag naming the rule that moves the lr to the target's horizon or batch."""
     return typer.Option(help=f"how the lr moves to the target's {what}: {rules}",
@@ -146,7 +160,11 @@ def rule_option(what: str, rules: str) -> typer.models.OptionInfo:
 
 
 HorizonRule = Annotated[
-    str | None, rule_option("horizon", "measured (the sweep's exponent) | none | power:E (lr ∝ tokens^E; -0.32: Bjorck et al. 2409.19913)")
+    str | None,
+    rule_option(
+        "horizon",
+        "measured (the sweep's exponent) | none | power:E (lr ∝ tokens^E; -0.32: Bjorck et al. 2409.19913)",
+    ),
 ]
 BatchRule = Annotated[
     str | None, rule_option("batch", "measured | none | sqrt (lr ∝ √B, Malladi et al. 2205.10287) | power:E")
@@ -157,7 +175,8 @@ AdamRules = Annotated[
                  "(ε·√(B/B')), or both: beta2,eps", show_default="off"),
 ]  # fmt: skip
 CompareUncorrected = Annotated[
-    bool, typer.Option(help="also run the lr the proxies would have handed over uncorrected, to show its regret")
+    bool,
+    typer.Option(help="also run the lr the proxies would have handed over uncorrected, to show its regret"),
 ]
 
 # --- where runs execute (sweep and transfer) ------------------------------------------------------------------
@@ -226,4 +245,3 @@ def print_config(resolved: dict, note: str = "") -> None:
 
     sys.stdout.write((f"# {note}\n" if note else "") + OmegaConf.to_yaml(OmegaConf.create(resolved)))
     sys.stdout.flush()
-

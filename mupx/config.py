@@ -225,7 +225,9 @@ def config_file_overrides(path: str | Path) -> list[str]:
     if tree is None:
         return []
     if not isinstance(tree, dict):
-        raise MupxError(f"--config {path} must be a mapping of config keys like a run's config.yaml, got a {type(tree).__name__}")
+        raise MupxError(
+            f"--config {path} must be a mapping of config keys like a run's config.yaml, got a {type(tree).__name__}"
+        )
     if "defaults" in tree:
         raise MupxError(
             f"--config {path}: a Hydra defaults list is not read here; select a group by its section, "
@@ -270,5 +272,7 @@ def config_diff(a: dict, b: dict) -> list[str]:
     for key in sorted(fa.keys() | fb.keys()):
         va, vb = fa.get(key, missing), fb.get(key, missing)
         if va != vb:
-            out.append(f"{key} ({'unset' if va is missing else va!r} -> {'unset' if vb is missing else vb!r})")
+            out.append(
+                f"{key} ({'unset' if va is missing else va!r} -> {'unset' if vb is missing else vb!r})"
+            )
     return out

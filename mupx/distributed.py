@@ -119,7 +119,13 @@ def launch_torchrun(nproc: int, cfg, overrides: list[str], out: Path, resume: bo
     for key, batch in (("train.batch", t.batch), ("train.eval_batch", t.eval_batch)):
         if batch is not None and batch % (nproc * t.accum):
             raise MupxError(f"{key} {batch} is not divisible by --nproc {nproc} x train.accum {t.accum}")
-    args = ["train", "--out", str(out), *(["--resume"] if resume else []), *(a for o in overrides for a in ("-s", o))]
+    args = [
+        "train",
+        "--out",
+        str(out),
+        *(["--resume"] if resume else []),
+        *(a for o in overrides for a in ("-s", o)),
+    ]
     return subprocess.run(torchrun_command(nproc, args)).returncode
 
 

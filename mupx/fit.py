@@ -158,7 +158,9 @@ def fit_sweep(runs: list[dict], tolerance_octaves: float = 0.5, objective: str =
     for param in sorted(groups):
         points = []
         for (hp, *at), series in sorted(groups[param].items(), key=lambda kv: _sort_key(kv[0])):
-            points.append({**dict(zip(AXES, at, strict=True)), "hp": dict(hp), **fit_series(series, objective)})
+            points.append(
+                {**dict(zip(AXES, at, strict=True)), "hp": dict(hp), **fit_series(series, objective)}
+            )
         drift = {axis: _drifts(points, axis, tolerance_octaves) for axis in carried}
         recommended = _recommend(points, tolerance_octaves)
         best = _hp_key(recommended["hp"]) if recommended else None
@@ -187,7 +189,9 @@ def estimate(fit: dict, at: dict[str, float]) -> dict:
     if chosen is None:
         raise MupxError("this fit has no optimum to predict from (no completed runs)")
     plane = _plane(chosen[2])
-    value, se, df = plane.at({**plane.recommendation_point(), **{a: math.log2(v) for a, v in at.items() if v}})
+    value, se, df = plane.at(
+        {**plane.recommendation_point(), **{a: math.log2(v) for a, v in at.items() if v}}
+    )
     t = t975(df) if se is not None else None
     return {"log2_lr": value, "interval": [value - t * se, value + t * se] if t else None,
             "se": se, "df": df}  # fmt: skip
@@ -398,7 +402,9 @@ def _wls(X: np.ndarray, y: np.ndarray, se: list | None, dfs: list | None) -> _Le
     if n <= k:
         return _LeastSquares(coef, None, False, C)
     resid = y - X @ coef
-    return _LeastSquares(coef, float(resid @ resid) / (n - k) * np.linalg.inv(X.T @ X), False, C, df=float(n - k))
+    return _LeastSquares(
+        coef, float(resid @ resid) / (n - k) * np.linalg.inv(X.T @ X), False, C, df=float(n - k)
+    )
 
 
 def _drifts(points: list[dict], axis: str, tol: float) -> list[dict]:
@@ -469,13 +475,19 @@ def _judge(out: dict, axis: str, tol: float) -> dict:
         return {"verdict": "inconclusive", "decisive": None,
                 "reason": f"optimum at the lr grid edge at {names(out['at_edge'])}: extend the lr range there"}  # fmt: skip
     if out["slope"] is None:
-        return {"verdict": "inconclusive", "decisive": None, "reason": f"fewer than two {axis}s with an optimum"}
+        return {
+            "verdict": "inconclusive",
+            "decisive": None,
+            "reason": f"fewer than two {axis}s with an optimum",
+        }
     oct_, ci = out["octaves"], out["octaves_interval"]
     lo, hi = out["range"]
     if axis in EXPONENTS:
         return {"verdict": "measured", "decisive": None,
                 "reason": f"{exponent_text(axis, out)} from {axis} {lo} to {hi}: lr* moves {oct_:+.2f} octaves"}  # fmt: skip
-    moved = f"lr* moves {oct_:+.2f} octaves" + (f" (95% {ci[0]:+.2f} to {ci[1]:+.2f})" if ci else " (no interval)")
+    moved = f"lr* moves {oct_:+.2f} octaves" + (
+        f" (95% {ci[0]:+.2f} to {ci[1]:+.2f})" if ci else " (no interval)"
+    )
     moved += f" from {axis} {lo} to {hi}"
     if abs(oct_) <= tol:
         decisive = (ci[0] >= -tol and ci[1] <= tol) if ci else None

@@ -38,7 +38,9 @@ class Multipliers:
     residual: float
 
 
-NEUTRAL = Multipliers(embed=1.0, output=1.0, attn_scale=1.0, residual=1.0)  # for building a model to read its shapes
+NEUTRAL = Multipliers(
+    embed=1.0, output=1.0, attn_scale=1.0, residual=1.0
+)  # for building a model to read its shapes
 
 
 def attention_scale(head_dim: int, base_head_dim: int, mup: bool = True) -> float:
@@ -64,7 +66,9 @@ class Readout(nn.Module):
         self.mult = mult
         self.weight = nn.Parameter(torch.empty(vocab_size, width))
         if not self.weight.is_meta:  # on meta (a shape model) normal_ would import torch._dynamo: ~3 s
-            nn.init.normal_(self.weight, std=0.02)  # a usable default; plan.apply_init draws it as the plan says
+            nn.init.normal_(
+                self.weight, std=0.02
+            )  # a usable default; plan.apply_init draws it as the plan says
         self.bias = nn.Parameter(torch.zeros(vocab_size)) if bias else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -51,7 +51,11 @@ def short_hp(hp: dict | None) -> str:
 
 def varying(fits: dict) -> list[str]:
     """The axes besides width whose values differ among the fits' points (depth, tokens, batch)."""
-    return [a for a in ("depth", "tokens", "batch") if len({p.get(a) for f in fits.values() for p in f["points"]}) > 1]
+    return [
+        a
+        for a in ("depth", "tokens", "batch")
+        if len({p.get(a) for f in fits.values() for p in f["points"]}) > 1
+    ]
 
 
 def axis_text(axis: str, value) -> str:
@@ -65,7 +69,9 @@ def axis_text(axis: str, value) -> str:
 
 def fixed_axes(entries: list[dict], axis: str) -> list[str]:
     """The other axes whose fixed value differs between drift entries along ``axis`` (what names each line)."""
-    return [a for a in ("width", "depth", "tokens", "batch") if a != axis and len({e.get(a) for e in entries}) > 1]
+    return [
+        a for a in ("width", "depth", "tokens", "batch") if a != axis and len({e.get(a) for e in entries}) > 1
+    ]
 
 
 def series_label(point: dict, vary: list[str]) -> str:
@@ -204,18 +210,25 @@ def optimum_vs_axis(fits: dict, axis: str, tolerance: float, widths: list[int]) 
                 if axis in EXPONENTS:
                     text = f"{label}lr* ∝ {axis}^{d['slope']:+.2f} → {d['verdict']}"
                 else:
-                    ax.fill_between(u, mid - tolerance / 2, mid + tolerance / 2, color=color, alpha=band, lw=0)
+                    ax.fill_between(
+                        u, mid - tolerance / 2, mid + tolerance / 2, color=color, alpha=band, lw=0
+                    )
                     text = f"{label}{d['octaves']:+.2f} oct → {d['verdict']}"
                 ax.plot(u, y, ls, color=color, lw=1.3, label=text)
             else:
                 ax.plot([], [], " ", label=f"{label}{d['verdict']}")
         ax.set_title(f"{PARAM_TITLES.get(param, param)}: lr* vs {axis}", fontsize=10)
         ax.set_ylabel("optimal lr (log2)", fontsize=8)
-        ax.set_xticks([math.log2(v) for v in values], [axis_text(axis, v).split(" ")[0 if axis == "tokens" else -1] for v in values])
+        ax.set_xticks(
+            [math.log2(v) for v in values],
+            [axis_text(axis, v).split(" ")[0 if axis == "tokens" else -1] for v in values],
+        )
         ax.tick_params(labelsize=7)
         ax.grid(alpha=0.25)
         if axis not in EXPONENTS:
-            ax.fill_between([], [], color="grey", alpha=0.3, label=f"transfer zone (drift ≤ {tolerance:g} oct)")
+            ax.fill_between(
+                [], [], color="grey", alpha=0.3, label=f"transfer zone (drift ≤ {tolerance:g} oct)"
+            )
         ax.legend(fontsize=7, frameon=False, loc="center left", bbox_to_anchor=(1.02, 0.5))
     axes[-1][0].set_xlabel(f"{axis} (log scale)", fontsize=8)
     fig.tight_layout()
@@ -252,11 +265,22 @@ def headline(fits: dict, axis: str, tolerance: float, target: dict | None = None
             _draw_optima(ax, pts, axis, color, "os"[param == "sp"], dodge)
             where = f" ({', '.join(axis_text(a, d[a]) for a in fixed)})" if fixed else ""
             ci = d.get("octaves_interval")
-            text = f"{PARAM_TITLES.get(param, param)}{where}: drift {d['octaves']:+.2f} oct" if d.get("octaves") is not None else f"{PARAM_TITLES.get(param, param)}{where}"
+            text = (
+                f"{PARAM_TITLES.get(param, param)}{where}: drift {d['octaves']:+.2f} oct"
+                if d.get("octaves") is not None
+                else f"{PARAM_TITLES.get(param, param)}{where}"
+            )
             text += (f" (95% {ci[0]:+.2f} to {ci[1]:+.2f})" if ci else "") + f" → {d['verdict']}"
             if d.get("slope") is not None:
                 u = np.log2(np.array(d["range"], float))
-                ax.plot(u, d["intercept"] + d["slope"] * u, "-" if k == 0 else "--", color=color, lw=1.4, label=text)
+                ax.plot(
+                    u,
+                    d["intercept"] + d["slope"] * u,
+                    "-" if k == 0 else "--",
+                    color=color,
+                    lw=1.4,
+                    label=text,
+                )
             else:
                 ax.plot([], [], " ", label=text)
     if target:

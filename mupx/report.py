@@ -307,6 +307,7 @@ def _grid(out: Doc, runs: list[dict]) -> None:
     how many diverged / are pending."""
     for param in sorted({r["param"] for r in runs}):
         mine = [r for r in runs if r["param"] == param]
+
         def col(r: dict) -> tuple:
             return (r["width"], r["depth"], r.get("tokens") or 0, r.get("batch") or 0, _hp(r.get("hp")))
 
@@ -329,7 +330,11 @@ def _grid(out: Doc, runs: list[dict]) -> None:
 def _grid_cell(runs: list[dict]) -> str:
     if not runs:
         return ""
-    done = [r["loss"] for r in runs if r["status"] == "completed" and r.get("loss") is not None and math.isfinite(r["loss"])]
+    done = [
+        r["loss"]
+        for r in runs
+        if r["status"] == "completed" and r.get("loss") is not None and math.isfinite(r["loss"])
+    ]
     parts = [f"{sum(done) / len(done):.4f} ({len(done)})"] if done else []
     diverged = sum(1 for r in runs if r["status"] == "diverged")
     other = len(runs) - len(done) - diverged
@@ -385,8 +390,9 @@ def _verdicts(out: Doc, fits: dict, spec: SweepSpec) -> None:
     else:
         out.add("p", "No drift: the sweep has a single width and depth.")
     out.add(
-        "p", f"Drift = change of log2 lr* over the swept range; along width and depth it transfers when |drift| ≤ "
-        f"{tol:g} octaves; along tokens and batch lr* is expected to move, and the slope is measured, not judged."
+        "p",
+        f"Drift = change of log2 lr* over the swept range; along width and depth it transfers when |drift| ≤ "
+        f"{tol:g} octaves; along tokens and batch lr* is expected to move, and the slope is measured, not judged.",
     )
     rows = []
     for param, fit in fits.items():
@@ -482,13 +488,20 @@ def _budget(out: Doc, fits: dict, transfers: list[dict], cost: dict | None) -> N
     for param, fit in fits.items():
         rec = fit.get("recommended") or {}
         if rec.get("lr"):
-            out.add("p", f"{param}: the recommendation is at the reference{reference_text(rec.get('reference') or {})}.")
+            out.add(
+                "p",
+                f"{param}: the recommendation is at the reference{reference_text(rec.get('reference') or {})}.",
+            )
     for t in transfers:
         pred = t.get("predicted") or {}
         if "error" in t or not pred.get("axes"):
             continue
         iv = pred.get("interval")
-        moved = "; ".join(f"{a}: {x['rule']} {x['shift_octaves']:+.2f} octaves" for a, x in pred["axes"].items() if a in EXPONENTS)
+        moved = "; ".join(
+            f"{a}: {x['rule']} {x['shift_octaves']:+.2f} octaves"
+            for a, x in pred["axes"].items()
+            if a in EXPONENTS
+        )
         out.add("p", f"{t['folder']}: predicted base lr {_lr(pred['lr'])} (95% {_lr_interval(iv)}) for "
                      f"{count_text(t['target'].get('tokens'))} tokens at batch {t['target'].get('batch')} ({moved}); "
                      f"uncorrected proxy lr {_lr(pred.get('uncorrected_lr'))}.")  # fmt: skip

@@ -41,12 +41,23 @@ class TrainConfig:
     peak_tflops: float | None
     warmup_steps: int | None = None  # the warmup in steps (None: warmup x steps)
     eval_batch: int | None = None  # sequences per validation batch (None: batch); a batch sweep fixes it
-    grad_clip_norm: Literal["global", "mup"] = "global"  # the norm grad_clip bounds (mupx.scaling.rules.clip_norm_weight)
+    grad_clip_norm: Literal["global", "mup"] = (
+        "global"  # the norm grad_clip bounds (mupx.scaling.rules.clip_norm_weight)
+    )
     branch_from: str | None = None  # a checkpoint to continue (mupx.train: a branch); not in the run id
     branch_points: tuple[int, ...] = ()  # steps whose checkpoint is kept for a branch; not in the run id
 
     def __post_init__(self):
-        for key in ("steps", "batch", "accum", "seq_len", "eval_every", "eval_batches", "log_every", "smooth"):
+        for key in (
+            "steps",
+            "batch",
+            "accum",
+            "seq_len",
+            "eval_every",
+            "eval_batches",
+            "log_every",
+            "smooth",
+        ):
             if getattr(self, key) <= 0:
                 raise MupxError(f"train.{key} must be a positive integer, got {getattr(self, key)}")
         if self.batch % self.accum:
@@ -57,7 +68,9 @@ class TrainConfig:
         if self.grad_clip < 0:
             raise MupxError(f"train.grad_clip must be >= 0 (0 = off), got {self.grad_clip}")
         if self.checkpoint_every < 0:
-            raise MupxError(f"train.checkpoint_every must be >= 0 (0 = only on SIGTERM/SIGINT), got {self.checkpoint_every}")
+            raise MupxError(
+                f"train.checkpoint_every must be >= 0 (0 = only on SIGTERM/SIGINT), got {self.checkpoint_every}"
+            )
         if self.keep_checkpoints < 1:
             raise MupxError(f"train.keep_checkpoints must be >= 1, got {self.keep_checkpoints}")
         if self.spectral_every < 0:
@@ -67,9 +80,13 @@ class TrainConfig:
         if self.diverge_factor <= 1:
             raise MupxError(f"train.diverge_factor must be > 1, got {self.diverge_factor}")
         if self.eval_batch is not None and self.eval_batch <= 0:
-            raise MupxError(f"train.eval_batch must be a positive integer (or null: train.batch), got {self.eval_batch}")
+            raise MupxError(
+                f"train.eval_batch must be a positive integer (or null: train.batch), got {self.eval_batch}"
+            )
         if self.eval_batch is not None and self.eval_batch % self.accum:
-            raise MupxError(f"train.eval_batch {self.eval_batch} is not divisible by train.accum {self.accum}")
+            raise MupxError(
+                f"train.eval_batch {self.eval_batch} is not divisible by train.accum {self.accum}"
+            )
         if self.warmup_steps is not None:
             wsd = self.schedule == "wsd"
             end = Schedule.of(self).decay_start if wsd else self.steps
@@ -78,7 +95,9 @@ class TrainConfig:
                                 f"{self.warmup_steps})" + (f" and decay (from step {end})" if wsd else ""))  # fmt: skip
         for step in self.branch_points:
             if not 0 < step < self.steps:
-                raise MupxError(f"train.branch_points {list(self.branch_points)}: each must lie inside the run (0 < step < {self.steps})")
+                raise MupxError(
+                    f"train.branch_points {list(self.branch_points)}: each must lie inside the run (0 < step < {self.steps})"
+                )
 
 
 @dataclass(frozen=True)
@@ -110,7 +129,10 @@ def result_keys(resolved: dict) -> dict:
     keyed["train"] = {k: v for k, v in keyed["train"].items() if k not in unkeyed}
     for key in BRANCHING:  # a branch trains what an independent run of its horizon trains (mupx.train)
         keyed["train"].pop(key, None)
-    if keyed["train"].get("eval_batch") in (None, keyed["train"].get("batch")):  # the same windows as unset: the
+    if keyed["train"].get("eval_batch") in (
+        None,
+        keyed["train"].get("batch"),
+    ):  # the same windows as unset: the
         keyed["train"].pop("eval_batch", None)  # same result, and the id of a run that predates the key
     if keyed["train"].get("grad_clip_norm") == "global":  # likewise: the id of a run that predates the key
         keyed["train"].pop("grad_clip_norm")

@@ -35,7 +35,9 @@ class Schedule:
     @classmethod
     def of(cls, train) -> Schedule:
         """The schedule of a run's ``train`` config (:class:`mupx.runconfig.TrainConfig`)."""
-        return cls(train.schedule, train.steps, train.warmup, train.final_lr_frac, train.decay, train.warmup_steps)
+        return cls(
+            train.schedule, train.steps, train.warmup, train.final_lr_frac, train.decay, train.warmup_steps
+        )
 
     @property
     def n_warmup(self) -> int:

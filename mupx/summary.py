@@ -22,7 +22,9 @@ def recommendation_text(rec: dict) -> str:
         lr += " (a bound: every optimum is on the lr grid's edge)"
     else:
         interval = rec.get("interval")
-        lr = f"{rec['lr']:.4g}" + (f" (95% interval {2 ** interval[0]:.3g} – {2 ** interval[1]:.3g})" if interval else "")
+        lr = f"{rec['lr']:.4g}" + (
+            f" (95% interval {2 ** interval[0]:.3g} – {2 ** interval[1]:.3g})" if interval else ""
+        )
     hp = " with " + ", ".join(f"{k}={v}" for k, v in rec["hp"].items()) if rec.get("hp") else ""
     return f"base lr {lr} at base width {rec['base_width']}, depth {rec['base_depth']}{hp}"
 
@@ -46,7 +48,11 @@ def next_step(fits: dict, folder: Path, transfers: list[dict] = ()) -> str:
         target = max(done, key=lambda t: (t["target"]["width"], t["target"]["depth"]))["target"]
         return (f"mupx train --from-sweep {folder / 'sweep.json'} --width {target['width']} --depth "
                 f"{target['depth']} --steps <your target's steps>")  # fmt: skip
-    budget = "".join(f" --{flag} <target {flag}>" for axis, flag in (("tokens", "tokens"), ("batch", "batch")) if verdicts.get(axis))
+    budget = "".join(
+        f" --{flag} <target {flag}>"
+        for axis, flag in (("tokens", "tokens"), ("batch", "batch"))
+        if verdicts.get(axis)
+    )
     return f"mupx transfer --from {folder} --width <target width>{budget} --baseline sp --verify 2"
 
 
@@ -63,7 +69,9 @@ def count_text(n) -> str:
 def exponent_text(axis: str, e: dict) -> str:
     """'lr* ∝ tokens^-0.31 (95% -0.45 to -0.17)' of a plane's slope along tokens or batch."""
     iv = e.get("slope_interval")
-    return f"lr* ∝ {axis}^{e['slope']:+.2f}" + (f" (95% {iv[0]:+.2f} to {iv[1]:+.2f})" if iv else " (no interval)")
+    return f"lr* ∝ {axis}^{e['slope']:+.2f}" + (
+        f" (95% {iv[0]:+.2f} to {iv[1]:+.2f})" if iv else " (no interval)"
+    )
 
 
 def reference_text(ref: dict) -> str:

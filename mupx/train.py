@@ -99,7 +99,9 @@ class Trainer:
     val_loss: float | None = None
     elapsed: float = 0.0  # wall time of earlier sessions of this run (before a resume)
     spectral: object | None = None
-    branch: dict | None = None  # {"from": checkpoint, "step": s} when this run branched off another's checkpoint
+    branch: dict | None = (
+        None  # {"from": checkpoint, "step": s} when this run branched off another's checkpoint
+    )
 
     @classmethod
     def build(cls, cfg: RunConfig) -> Trainer:
@@ -126,8 +128,12 @@ class Trainer:
         check_against_plan(optimizer, model, plan, lr_factor=scheduler.lr_lambdas[0](0))
         engine: torch.nn.Module = torch.compile(model) if t.compile else model
         if d.active:
-            engine = DistributedDataParallel(engine, device_ids=[device.index] if device.type == "cuda" else None)
-        sampler = BatchSampler(corpus.train, t.batch, t.seq_len, seed=cfg.seed)  # global batches; each rank reads its shard
+            engine = DistributedDataParallel(
+                engine, device_ids=[device.index] if device.type == "cuda" else None
+            )
+        sampler = BatchSampler(
+            corpus.train, t.batch, t.seq_len, seed=cfg.seed
+        )  # global batches; each rank reads its shard
         trainer = cls(cfg, corpus, plan, model, engine, optimizer, scheduler, sampler, device, d)
         if t.spectral_every:
             from .diagnostics.spectral import SpectralMonitor
@@ -149,7 +155,9 @@ class Trainer:
         """Under DDP, backward passes all-reduce gradients only when ``sync`` (the last micro-batch)."""
         return self.engine.no_sync() if (self.dist.active and not sync) else contextlib.nullcontext()
 
-    def forward_backward(self, x: torch.Tensor, y: torch.Tensor, sync: bool = True, scale: float = 1.0) -> torch.Tensor:
+    def forward_backward(
+        self, x: torch.Tensor, y: torch.Tensor, sync: bool = True, scale: float = 1.0
+    ) -> torch.Tensor:
         """Loss of one micro-batch and its backward (DDP all-reduces only when ``sync``)."""
         with self.gradient_sync(sync):
             with self.autocast():
@@ -183,10 +191,18 @@ class Trainer:
         and the spectral metrics or None. Reading them (:func:`read_values`) waits for the step to finish."""
         accum = self.cfg.train.accum
         shard = self.sampler.next_shard(self.dist.rank, self.dist.world, accum)
-        batches = [(x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)) for x, y in shard]
+        batches = [
+            (x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)) for x, y in shard
+        ]
         if hasattr(self.optimizer, "update_hessian") and self.optimizer.hessian_due():
             self.hessian_phase(batches)
-        loss = sum(self.forward_backward(x, y, sync=i == accum - 1, scale=1.0 / accum) for i, (x, y) in enumerate(batches)) / accum
+        loss = (
+            sum(
+                self.forward_backward(x, y, sync=i == accum - 1, scale=1.0 / accum)
+                for i, (x, y) in enumerate(batches)
+            )
+            / accum
+        )
         norm = self.clip_gradients()
         watch = self.spectral is not None and (self.step % self.cfg.train.spectral_every == 0)
         if watch:
@@ -208,7 +224,9 @@ class Trainer:
         if t.grad_clip_norm == "global":
             return torch.nn.utils.clip_grad_norm_(params, max_norm)
         weights = self.clip_weights
-        norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(p.grad) * weights[name] for name, p in named]))
+        norm = torch.linalg.vector_norm(
+            torch.stack([torch.linalg.vector_norm(p.grad) * weights[name] for name, p in named])
+        )
         torch.nn.utils.clip_grads_with_norm_(params, max_norm, norm)
         return norm
 
@@ -258,7 +276,9 @@ class Trainer:
             "first_loss": self.first_loss,
             "val_loss": self.val_loss,
             "elapsed": self.elapsed,
-            "config": result_keys(self.cfg.resolved),  # what a branch checks it differs from only in train.steps
+            "config": result_keys(
+                self.cfg.resolved
+            ),  # what a branch checks it differs from only in train.steps
             "branch": self.branch,
         }
 
@@ -270,9 +290,13 @@ class Trainer:
 
     def load_state_dict(self, state: dict) -> None:
         if state["run_id"] != self.cfg.run_id:
-            raise MupxError(f"checkpoint {state.get('_path')} belongs to run {state['run_id']}, not {self.cfg.run_id}")
+            raise MupxError(
+                f"checkpoint {state.get('_path')} belongs to run {state['run_id']}, not {self.cfg.run_id}"
+            )
         if state["world"] != self.dist.world:
-            raise MupxError(f"checkpoint {state.get('_path')} was written by {state['world']} ranks; resume it with as many (now {self.dist.world})")
+            raise MupxError(
+                f"checkpoint {state.get('_path')} was written by {state['world']} ranks; resume it with as many (now {self.dist.world})"
+            )
         self._restore(state, state["scheduler"])
         self.branch = state.get("branch")
 
@@ -287,17 +311,27 @@ class Trainer:
         saved lr lambdas are dropped and every group's lr set by this run's schedule at the step. The μP plan
         is checked against the optimizer there, as at step 0."""
         if "config" not in state:
-            raise MupxError(f"--branch-from {path}: the checkpoint records no config (written before mupx branched runs)")
+            raise MupxError(
+                f"--branch-from {path}: the checkpoint records no config (written before mupx branched runs)"
+            )
         if state["world"] != self.dist.world:
-            raise MupxError(f"--branch-from {path} was written by {state['world']} ranks; branch it with as many (now {self.dist.world})")
-        differs = [d for d in config_diff(state["config"], result_keys(self.cfg.resolved)) if not d.startswith("train.steps ")]
+            raise MupxError(
+                f"--branch-from {path} was written by {state['world']} ranks; branch it with as many (now {self.dist.world})"
+            )
+        differs = [
+            d
+            for d in config_diff(state["config"], result_keys(self.cfg.resolved))
+            if not d.startswith("train.steps ")
+        ]
         if differs:
             raise MupxError(f"--branch-from {path}: its run differs from this one in more than train.steps "
                             f"(its -> this: {'; '.join(differs[:5])}{'; ...' if len(differs) > 5 else ''})")  # fmt: skip
         step, mine = state["step"], Schedule.of(self.cfg.train)
         theirs = replace(mine, steps=state["config"]["train"]["steps"])
         if step >= mine.steps:
-            raise MupxError(f"--branch-from {path} is at step {step}, not before this run's last step ({mine.steps})")
+            raise MupxError(
+                f"--branch-from {path} is at step {step}, not before this run's last step ({mine.steps})"
+            )
         bad = next((k for k in range(step) if theirs(k) != mine(k)), None)
         if bad is not None:
             raise MupxError(f"--branch-from {path}: the lr schedules differ at step {bad} (factor {theirs(bad):.4g} there, "
@@ -319,7 +353,11 @@ class Trainer:
         checkpoint.set_rng_state(mine["rng"])
         self.step = state["step"]
         self.history = state["history"].tolist()
-        self.first_loss, self.val_loss, self.elapsed = state["first_loss"], state["val_loss"], state["elapsed"]
+        self.first_loss, self.val_loss, self.elapsed = (
+            state["first_loss"],
+            state["val_loss"],
+            state["elapsed"],
+        )
 
     def ranks_in_sync(self) -> bool | None:
         """Under DDP: whether every rank holds bit-identical parameters (None without DDP)."""
@@ -358,7 +396,9 @@ def saved_config(out: Path) -> Path:
     if not out.exists():
         raise MupxError(f"--resume: no run folder at {out} (give the --out of the run to continue)")
     if not (out / "config.yaml").is_file():
-        raise MupxError(f"--resume: {out} holds no run (no config.yaml); give the --out of the run to continue")
+        raise MupxError(
+            f"--resume: {out} holds no run (no config.yaml); give the --out of the run to continue"
+        )
     return out / "config.yaml"
 
 
@@ -405,7 +445,9 @@ def write_start_files(trainer: Trainer, out: Path) -> None:
     atomic_write_text(out / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(trainer.cfg.resolved)))
     atomic_write_text(out / "plan.tsv", trainer.plan.to_tsv())
     atomic_write_json(out / "plan.json", trainer.plan.to_json())
-    atomic_write_json(out / "groups.json", {"step": trainer.step, "groups": group_settings(trainer.optimizer)})
+    atomic_write_json(
+        out / "groups.json", {"step": trainer.step, "groups": group_settings(trainer.optimizer)}
+    )
 
 
 def truncate_metrics(path: Path, step: int, into: Path | None = None) -> None:
@@ -469,7 +511,9 @@ def _train(trainer: Trainer, out: Path, console, resume: bool) -> dict:
         trainer.load_state_dict(state)
         if main:
             if console is not None:
-                console.print(f"resumed {out} from its step-{trainer.step} checkpoint", highlight=False, soft_wrap=True)
+                console.print(
+                    f"resumed {out} from its step-{trainer.step} checkpoint", highlight=False, soft_wrap=True
+                )
             truncate_metrics(out / "metrics.jsonl", trainer.step)
             (out / "result.json").unlink(missing_ok=True)
     else:
@@ -481,11 +525,15 @@ def _train(trainer: Trainer, out: Path, console, resume: bool) -> dict:
                 (out / stale).unlink(missing_ok=True)
             write_start_files(trainer, out)
             if trainer.branch:  # the trunk's rows up to the branch point, as an independent run has them
-                truncate_metrics(trunk.parent.parent / "metrics.jsonl", trainer.step, into=out / "metrics.jsonl")
+                truncate_metrics(
+                    trunk.parent.parent / "metrics.jsonl", trainer.step, into=out / "metrics.jsonl"
+                )
     w = cfg.tracking.wandb
     if main and w.mode != "disabled":
         try:
-            trainer.tracker.start(cfg.run_id, w.group, cfg.resolved, trainer.plan.to_json()["rows"], out, w.mode, w.project)
+            trainer.tracker.start(
+                cfg.run_id, w.group, cfg.resolved, trainer.plan.to_json()["rows"], out, w.mode, w.project
+            )
         except MupxError:
             if state is None:  # a new run: leave no half-written folder behind (prepare_out found it empty)
                 shutil.rmtree(out, ignore_errors=True)
@@ -557,7 +605,11 @@ def _train(trainer: Trainer, out: Path, console, resume: bool) -> dict:
                 if progress:
                     progress.update(task, advance=1)
                 evaluate = trainer.step % t.eval_every == 0 or trainer.step == t.steps
-                save = t.checkpoint_every > 0 and trainer.step % t.checkpoint_every == 0 and trainer.step < t.steps
+                save = (
+                    t.checkpoint_every > 0
+                    and trainer.step % t.checkpoint_every == 0
+                    and trainer.step < t.steps
+                )
                 signalled = stop.signal is not None and not trainer.dist.active  # DDP ranks agree at reads
                 branch_point = trainer.step in t.branch_points  # a shorter horizon branches off here
                 if not (trainer.step % t.log_every == 0 or evaluate or save or signalled or branch_point):
@@ -571,7 +623,9 @@ def _train(trainer: Trainer, out: Path, console, resume: bool) -> dict:
                     progress.update(task, loss=rows[-1]["loss"], tps=rows[-1]["tokens_per_s"])
                 if status != "completed":  # the loss is the mean over ranks: every rank stops here
                     break
-                if any_rank(stop.signal is not None, trainer.dist, trainer.device):  # torchrun signals each rank
+                if any_rank(
+                    stop.signal is not None, trainer.dist, trainer.device
+                ):  # torchrun signals each rank
                     save_checkpoint()
                     return _write_result(
                         out,
@@ -587,7 +641,9 @@ def _train(trainer: Trainer, out: Path, console, resume: bool) -> dict:
         if status == "completed" and t.save_final:
             save_checkpoint()  # the final weights: a finished run keeps what it trained
     except Exception as e:
-        if pending and status == "completed":  # an unread divergence can fail a later step (Sophia: NaN logits)
+        if (
+            pending and status == "completed"
+        ):  # an unread divergence can fail a later step (Sophia: NaN logits)
             with contextlib.suppress(Exception):  # the device may be unusable after the error
                 log(record())
         if status == "diverged":
@@ -626,7 +682,8 @@ def _write_result(out: Path, trainer: Trainer, status: str, reason: str, start: 
         "steps": trainer.step,
         "steps_planned": t.steps,
         "tokens": tokens,
-        "tokens_trained": tokens - branch_step * trainer.tokens_per_step,  # a branch trained from its branch point
+        "tokens_trained": tokens
+        - branch_step * trainer.tokens_per_step,  # a branch trained from its branch point
         "branch": trainer.branch,
         "first_loss": trainer.first_loss,
         "final_train_loss": sum(tail) / len(tail) if (tail and status == "completed") else None,
@@ -638,7 +695,9 @@ def _write_result(out: Path, trainer: Trainer, status: str, reason: str, start: 
         "n_params": sum(p.numel() for p in trainer.model.parameters()),
         "device": str(trainer.device),
         "world_size": trainer.dist.world,
-        "ranks_in_sync": trainer.ranks_in_sync() if status != "failed" else None,  # a collective: not after an error
+        "ranks_in_sync": trainer.ranks_in_sync()
+        if status != "failed"
+        else None,  # a collective: not after an error
         "data": trainer.corpus.manifest,
     }
     if trainer.dist.main:

@@ -143,10 +143,17 @@ def plan_transfer(doc: dict, param: str, width: int, depth: int | None, tokens: 
     }
     proxies = proxy_values(spec)
     reference = {a: (rec.get("reference") or {}).get(a) or max(proxies[a]) for a in EXPONENTS}
-    target = {"width": width, "depth": depth, "tokens": tokens or reference["tokens"], "batch": batch or reference["batch"]}
+    target = {
+        "width": width,
+        "depth": depth,
+        "tokens": tokens or reference["tokens"],
+        "batch": batch or reference["batch"],
+    }
     axes, measured, fixed = {}, {}, 0.0
     for axis in (*JUDGED, *EXPONENTS):
-        info = axis_info(axis, target[axis], proxies[axis], reference.get(axis), (rec.get("plane") or {}).get(axis))
+        info = axis_info(
+            axis, target[axis], proxies[axis], reference.get(axis), (rec.get("plane") or {}).get(axis)
+        )
         if axis in EXPONENTS:
             info.update(axis_rule(axis, info, getattr(rules, axis), fit["verdict"].get(axis)))
             if info["rule"] == "measured":
@@ -161,7 +168,9 @@ def plan_transfer(doc: dict, param: str, width: int, depth: int | None, tokens: 
         axes[axis]["shift_octaves"] = alone
     log2_lr = rec.get("log2_lr", math.log2(rec["lr"])) + moved + fixed
     lr = rec["lr"] * 2.0 ** (moved + fixed)  # exactly the recommendation when nothing moves it
-    interval = [v + fixed for v in at_target["interval"]] if at_target["interval"] and not rec.get("bound") else None
+    interval = (
+        [v + fixed for v in at_target["interval"]] if at_target["interval"] and not rec.get("bound") else None
+    )
     extrapolated = estimate(fit, {"width": width, "depth": depth, **measured})["log2_lr"] + fixed
     return {
         "param": param, "lr": lr, "log2_lr": log2_lr, "interval": interval, "bound": rec.get("bound"),
@@ -221,7 +230,10 @@ def axis_lines(pred: dict) -> list[str]:
                  + (f" (95% {a['slope_interval'][0]:+.2f} to {a['slope_interval'][1]:+.2f})" if a["slope_interval"] else ""))  # fmt: skip
         if axis in JUDGED:
             if a["beyond"]:
-                lines.append(f"{axis}: {where}, μP: base lr unchanged" + (f" (the sweep's plane: {slope})" if slope else ""))
+                lines.append(
+                    f"{axis}: {where}, μP: base lr unchanged"
+                    + (f" (the sweep's plane: {slope})" if slope else "")
+                )
             continue
         if a.get("default_none"):
             name, e, source = SUGGESTED[axis]
@@ -253,8 +265,10 @@ def imprecise_exponent(axis: str, a: dict) -> list[str]:
             return []
         spread = f"moves the lr {lo:+.2f} to {hi:+.2f} octaves at the target (95%)"
     more = "--steps or --tokens values" if axis == "tokens" else "--batches"
-    return [f"warning: {axis}: the measured exponent {spread}: too uncertain to extrapolate with; "
-            f"{RULE_FLAGS[axis]} none keeps the proxy lr, or sweep more {more} or seeds"]
+    return [
+        f"warning: {axis}: the measured exponent {spread}: too uncertain to extrapolate with; "
+        f"{RULE_FLAGS[axis]} none keeps the proxy lr, or sweep more {more} or seeds"
+    ]
 
 
 def refusal(pred: dict) -> str | None:
@@ -266,7 +280,10 @@ def refusal(pred: dict) -> str | None:
     bad |= {axis: v for axis, v in verdicts.items()
             if axis in EXPONENTS and v == "inconclusive" and pred["rules"].get(axis) == "measured"}  # fmt: skip
     if bad:
-        why = "; ".join(f"{axis}: {v} ({' / '.join(pred['reasons'].get(axis, [])) or 'no reason recorded'})" for axis, v in bad.items())
+        why = "; ".join(
+            f"{axis}: {v} ({' / '.join(pred['reasons'].get(axis, [])) or 'no reason recorded'})"
+            for axis, v in bad.items()
+        )
         return f"the sweep's {pred['param']} verdict is not 'transfers' ({why})"
     if pred["bound"]:
         return f"the sweep's {pred['param']} recommendation is only a bound (every optimum is on the lr grid's edge)"
@@ -279,7 +296,9 @@ def adam_settings(optimizer: str, settings: dict, names: tuple[str, ...], batch:
     if not names:
         return {}
     if optimizer not in ADAM_KEYS:
-        raise MupxError(f"--adam-rules: {optimizer} has no Adam-like β2 or ε (allowed for: {', '.join(ADAM_KEYS)})")
+        raise MupxError(
+            f"--adam-rules: {optimizer} has no Adam-like β2 or ε (allowed for: {', '.join(ADAM_KEYS)})"
+        )
     betas, epss = ADAM_KEYS[optimizer]
     ratio, out = batch / reference, {}
     if "beta2" in names:
@@ -288,7 +307,11 @@ def adam_settings(optimizer: str, settings: dict, names: tuple[str, ...], batch:
             out[key] = {"from": [b1, b2], "to": [b1, b2**ratio], "rule": f"beta2^({batch}/{reference})"}
     if "eps" in names:
         for key in epss:
-            out[key] = {"from": settings[key], "to": settings[key] * math.sqrt(1 / ratio), "rule": f"eps*sqrt({reference}/{batch})"}
+            out[key] = {
+                "from": settings[key],
+                "to": settings[key] * math.sqrt(1 / ratio),
+                "rule": f"eps*sqrt({reference}/{batch})",
+            }
     return out
 
 
@@ -345,7 +368,9 @@ def plan_runs(sweep_json: Path, width: int, depth: int | None, steps: int | None
     doc = load_sweep_json(sweep_json)
     spec = completed(SweepSpec.from_json(doc["spec"]))
     _, _, overrides = sweep_overrides(config, spec.optimizer, spec.model, list(overrides or []))
-    base = to_dict(compose([f"model={spec.model}", f"optimizer={spec.optimizer}", *spec.overrides, *overrides]))
+    base = to_dict(
+        compose([f"model={spec.model}", f"optimizer={spec.optimizer}", *spec.overrides, *overrides])
+    )
     seq_len, reference = base["train"]["seq_len"], plan_transfer(doc, param, width, depth)["reference"]
     ref_steps = reference["tokens"] // (spec.seq_len * reference["batch"])
     batch = batch or int(user_value(overrides, "train.batch") or 0) or reference["batch"]
@@ -355,7 +380,9 @@ def plan_runs(sweep_json: Path, width: int, depth: int | None, steps: int | None
     if tokens is not None:
         (target_tokens,) = parse_counts(str(tokens), "--tokens")
         if target_tokens % (batch * seq_len):
-            raise MupxError(f"--tokens {target_tokens} is not a whole number of steps at batch {batch} x seq_len {seq_len}")
+            raise MupxError(
+                f"--tokens {target_tokens} is not a whole number of steps at batch {batch} x seq_len {seq_len}"
+            )
         steps = target_tokens // (batch * seq_len)
     elif steps is None:  # the reference horizon: in tokens when the sweep gave tokens, else in steps
         steps = reference["tokens"] // (batch * seq_len) if spec.tokens else ref_steps
@@ -428,13 +455,23 @@ def run_transfer_command(o: dict, console) -> dict | None:
     for line in budget_lines(pred, plan.adam):
         console.print(f"  {line}", highlight=False, soft_wrap=True)
     for role, task in plan.tasks:
-        console.print(f"  {role:>10} {task.axes['param']} lr {task.axes['lr']:.4g}  log: {task.log}", highlight=False, soft_wrap=True)
+        console.print(
+            f"  {role:>10} {task.axes['param']} lr {task.axes['lr']:.4g}  log: {task.log}",
+            highlight=False,
+            soft_wrap=True,
+        )
     with RunDisplay(console, plan.folder.name) as display:
         doc = run_transfer(plan, executor, display)
     for r in doc["roles"]:
-        loss = f"{r['loss']:.4f}" if r["loss"] is not None else f"{r['status']} ({r.get('reason') or 'no reason recorded'})"
+        loss = (
+            f"{r['loss']:.4f}"
+            if r["loss"] is not None
+            else f"{r['status']} ({r.get('reason') or 'no reason recorded'})"
+        )
         seeds = f" (mean of {r['n_seeds']} seeds)" if r["n_seeds"] > 1 and r["loss"] is not None else ""
-        console.print(f"  {r['role']:>10} {r['param']} lr {r['lr']:.4g}: {loss}{seeds}", highlight=False, soft_wrap=True)
+        console.print(
+            f"  {r['role']:>10} {r['param']} lr {r['lr']:.4g}: {loss}{seeds}", highlight=False, soft_wrap=True
+        )
     if doc["regret"]:
         r = doc["regret"]
         console.print(f"regret {r['value']:+.4f} ({100 * r['relative']:.2f}% of the loss; best lr at target {r['best_lr']:.4g})",
@@ -474,7 +511,9 @@ def budget_lines(pred: dict, adam: dict) -> list[str]:
         lines.append(f"predicted base lr {pred['lr']:.4g}" + (f" (95% {2 ** iv[0]:.3g} - {2 ** iv[1]:.3g})" if iv else "")
                      + f", {pred['log2_lr'] - math.log2(pred['uncorrected_lr']):+.2f} octaves from the uncorrected proxy lr {pred['uncorrected_lr']:.4g}")  # fmt: skip
     for key, a in adam.items():
-        lines.append(f"optimizer.{key}: {_g(a['from'])} -> {_g(a['to'])} ({a['rule']}, Marek et al. 2507.07101)")
+        lines.append(
+            f"optimizer.{key}: {_g(a['from'])} -> {_g(a['to'])} ({a['rule']}, Marek et al. 2507.07101)"
+        )
     return lines
 
 
@@ -501,7 +540,9 @@ def sweep_train_overrides(path: Path, flags: dict, later: list[str], console) ->
     differently are refused)."""
     for key in ("lr", "base_width", "base_depth"):
         if flags.get(key) is not None:
-            raise MupxError(f"--from-sweep sets --{key.replace('_', '-')} (the sweep's recommendation); give one of them")
+            raise MupxError(
+                f"--from-sweep sets --{key.replace('_', '-')} (the sweep's recommendation); give one of them"
+            )
     doc = load_sweep_json(path)
     spec = completed(SweepSpec.from_json(doc["spec"]))
     for key in ("optimizer", "model"):
@@ -511,9 +552,15 @@ def sweep_train_overrides(path: Path, flags: dict, later: list[str], console) ->
                 f"(allowed: {getattr(spec, key)})"
             )
     param = flags.get("param") or ("mup" if "mup" in spec.params else spec.params[0])
-    schedule = [] if spec.warmup_steps is None else ["train.schedule=wsd", f"train.warmup_steps={spec.warmup_steps}"]
-    train = to_dict(compose([f"model={spec.model}", f"optimizer={spec.optimizer}", *schedule, *later]))["train"]
-    pred = plan_transfer(doc, param, spec.widths[-1], None, train["steps"] * train["batch"] * train["seq_len"], train["batch"])
+    schedule = (
+        [] if spec.warmup_steps is None else ["train.schedule=wsd", f"train.warmup_steps={spec.warmup_steps}"]
+    )
+    train = to_dict(compose([f"model={spec.model}", f"optimizer={spec.optimizer}", *schedule, *later]))[
+        "train"
+    ]
+    pred = plan_transfer(
+        doc, param, spec.widths[-1], None, train["steps"] * train["batch"] * train["seq_len"], train["batch"]
+    )
     console.print(f"from {path}: {recommendation_text(pred)} ({param})", highlight=False, soft_wrap=True)
     for line in budget_lines(pred, {}):
         console.print(f"  {line}", highlight=False, soft_wrap=True)
@@ -558,7 +605,9 @@ def write_transfer(plan: TransferPlan) -> dict:
     best = min(finished, key=lambda r: r["loss"]) if finished else None
     regret = None
     if len(verify) > 1 and main["loss"] is not None:
-        curve = fit_series([dict(r, hp={}) for r in runs if r["role"] == "transfer" or r["role"].startswith("verify")])
+        curve = fit_series(
+            [dict(r, hp={}) for r in runs if r["role"] == "transfer" or r["role"].startswith("verify")]
+        )
         measured = curve.get("log2_lr_star")
         regret = {
             "value": main["loss"] - best["loss"],
@@ -576,8 +625,14 @@ def write_transfer(plan: TransferPlan) -> dict:
         "schema_version": SCHEMA_VERSION,
         "sweep": str(plan.sweep_json),
         "updated": time.strftime("%Y-%m-%dT%H:%M:%S"),
-        "target": {"width": plan.width, "depth": plan.depth, "steps": plan.steps, "tokens": plan.tokens,
-                   "batch": plan.batch, "seq_len": plan.seq_len},  # fmt: skip
+        "target": {
+            "width": plan.width,
+            "depth": plan.depth,
+            "steps": plan.steps,
+            "tokens": plan.tokens,
+            "batch": plan.batch,
+            "seq_len": plan.seq_len,
+        },  # fmt: skip
         "overrides": plan.overrides,
         "rules": dataclasses.asdict(plan.rules),  # as given (None: the default)
         "forced": plan.forced,

@@ -41,7 +41,19 @@ def main() -> int:
     if not (sweep / "coord_check" / "coord_check.json").exists():
         mupx("coord-check", "--optimizer", "adamw", "--param", "mup", "--widths", "16,32,64,128",
              "--out", str(sweep / "coord_check"))  # fmt: skip
-    mupx("sweep", "--optimizer", "adamw", "--param", "both", *SWEEP, "--jobs", "2", "--out", str(sweep), *protocol)
+    mupx(
+        "sweep",
+        "--optimizer",
+        "adamw",
+        "--param",
+        "both",
+        *SWEEP,
+        "--jobs",
+        "2",
+        "--out",
+        str(sweep),
+        *protocol,
+    )
     mupx("transfer", "--from", str(sweep / "sweep.json"), "--width", "160", "--baseline", "sp", "--verify", "2",
          "--seeds", "2", "--jobs", "2")  # fmt: skip
     mupx("report", str(sweep))

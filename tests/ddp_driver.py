@@ -19,7 +19,11 @@ from mupx.distributed import Dist, shutdown
 
 
 def run_all(root: str, names: list[str], args: list[str]) -> int:
-    shared = [a for i, a in enumerate(args) if not (a.startswith("--set-") or (i and args[i - 1].startswith("--set-")))]
+    shared = [
+        a
+        for i, a in enumerate(args)
+        if not (a.startswith("--set-") or (i and args[i - 1].startswith("--set-")))
+    ]
     worst = 0
     mupx.train.shutdown = lambda d: d.active and torch.distributed.barrier()
     for name in names:

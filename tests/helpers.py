@@ -22,7 +22,17 @@ ADAMW = AdamWOptions(lr=1e-3, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.1)
 SGD = SGDOptions(lr=0.1, momentum=0.9, nesterov=False, weight_decay=0.0)
 
 
-def plan(width=128, depth=2, base_width=128, base_depth=2, param=MUP, model=GPT2, optimizer="adamw", options=ADAMW, **pkw):
+def plan(
+    width=128,
+    depth=2,
+    base_width=128,
+    base_depth=2,
+    param=MUP,
+    model=GPT2,
+    optimizer="adamw",
+    options=ADAMW,
+    **pkw,
+):
     m = dataclasses.replace(model, width=width, depth=depth)
     p = dataclasses.replace(param, base_width=base_width, base_depth=base_depth, **pkw)
     return build_plan(m, p, optimizer, options, vocab_size=256, context=64)

@@ -29,7 +29,7 @@ from .test_sweep import SWEEP_TINY
 
 # A nanoGPT-style model (nanoGPT's module names, fused c_attn, (logits, loss) output) that applies μP's
 # forward multipliers with mupx's building blocks. Written to a file, as a user's model would be.
-MODEL_SOURCE = '''
+MODEL_SOURCE = """
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -87,7 +87,7 @@ class GPT(nn.Module):
         logits = self.lm_head(self.transformer.ln_f(x))
         loss = None if targets is None else F.cross_entropy(logits.flatten(0, 1), targets.flatten())
         return logits, loss
-'''
+"""
 TARGET = ["-s", "model._target_=usergpt.GPT", "-s", "model.args.width=n_embd", "-s", "model.args.depth=n_layer",
           "-s", "model.args.heads=n_head", "-s", "model.args.context=block_size"]  # fmt: skip
 VOCAB, CONTEXT = 512, 32
@@ -124,16 +124,40 @@ def user_env(folder: Path) -> dict:
 
 @pytest.mark.parametrize("optimizer", ["adamw", "muon", "sgd"])
 def test_an_api_plan_equals_the_one_mupx_rules_prints(optimizer, capsys):
-    args = ["--optimizer", optimizer, "--width", "256", "--depth", "4", "--base-width", "128", "--base-depth", "2"]
+    args = [
+        "--optimizer",
+        optimizer,
+        "--width",
+        "256",
+        "--depth",
+        "4",
+        "--base-width",
+        "128",
+        "--base-depth",
+        "2",
+    ]
     code, out, _ = cli(capsys, "rules", *args, "--json")
     assert code == 0
     printed = json.loads(out)
     cfg = load_run_config([f"optimizer={optimizer}"])
 
     def transformer(width, depth, mult):
-        return Transformer(dataclasses.replace(cfg.model, width=width, depth=depth), cfg.data.vocab_size, cfg.train.seq_len, mult)
+        return Transformer(
+            dataclasses.replace(cfg.model, width=width, depth=depth),
+            cfg.data.vocab_size,
+            cfg.train.seq_len,
+            mult,
+        )
 
-    plan = mupx.plan(transformer, width=256, depth=4, base_width=128, base_depth=2, optimizer=optimizer, head_dim=cfg.model.head_dim)
+    plan = mupx.plan(
+        transformer,
+        width=256,
+        depth=4,
+        base_width=128,
+        base_depth=2,
+        optimizer=optimizer,
+        head_dim=cfg.model.head_dim,
+    )
     assert isinstance(plan, mupx.Plan)
     assert plan.to_json()["rows"] == printed["rows"] and plan.to_json()["header"] == printed["header"]
 
@@ -160,7 +184,10 @@ def test_plan_param_groups_init_and_the_step_0_check_on_a_real_model():
     groups = plan.param_groups(model)
     hidden = next(g for g in groups if "transformer.h.0.attn.c_attn.weight" in g["names"])
     assert hidden["lr"] == plan.options.lr / 2 and hidden["weight_decay"] == 0.2
-    for optimizer in (plan.optimizer_for(model), plan.optimizer_for(model, torch.optim.AdamW, betas=(0.9, 0.95))):
+    for optimizer in (
+        plan.optimizer_for(model),
+        plan.optimizer_for(model, torch.optim.AdamW, betas=(0.9, 0.95)),
+    ):
         x = torch.randint(0, VOCAB, (4, CONTEXT), generator=torch.Generator().manual_seed(0))
         losses = []
         for _ in range(5):
@@ -194,12 +221,19 @@ WIDTHS = (32, 64, 128, 256)
 @pytest.mark.parametrize("optimizer", ["adamw", "muon"])
 @pytest.mark.parametrize("param", ["mup", "sp"])
 def test_coord_check_through_the_api(optimizer, param, tmp_path):
-    result = mupx.coord_check(gpt, widths=WIDTHS, depth=2, optimizer=optimizer, param=param, head_dim=16, out=tmp_path)
+    result = mupx.coord_check(
+        gpt, widths=WIDTHS, depth=2, optimizer=optimizer, param=param, head_dim=16, out=tmp_path
+    )
     assert result["verdict"] == ("pass" if param == "mup" else "fail"), result["worst"]
     if param == "sp":
         assert abs(result["worst"]["slope"]) > 0.8
     gated = {(s["module"], s["metric"]) for s in result["slopes"] if s["gated"]}
-    assert {("embedding", "rms"), ("block.1", "delta_rms"), ("attn_logits.0", "rms"), ("logits_dW", "rms")} <= gated
+    assert {
+        ("embedding", "rms"),
+        ("block.1", "delta_rms"),
+        ("attn_logits.0", "rms"),
+        ("logits_dW", "rms"),
+    } <= gated
     assert ("transformer.h.0.attn.c_attn.weight", "rho_dw") in gated
 
 
@@ -213,7 +247,9 @@ def test_coord_check_on_a_model_class_in_a_local_file(optimizer, param, tmp_path
     p = subprocess.run(cmd, env=user_env(tmp_path), capture_output=True, text=True, timeout=600)
     assert p.returncode == (0 if param == "mup" else 1), p.stdout + p.stderr
     result = json.loads((tmp_path / "out" / "coord_check.json").read_text())
-    assert ("transformer.h.1.mlp.c_proj.weight", "rho_dw") in {(s["module"], s["metric"]) for s in result["slopes"] if s["gated"]}
+    assert ("transformer.h.1.mlp.c_proj.weight", "rho_dw") in {
+        (s["module"], s["metric"]) for s in result["slopes"] if s["gated"]
+    }
 
 
 def test_sweep_of_a_model_class_in_a_local_file(tmp_path):
@@ -224,7 +260,10 @@ def test_sweep_of_a_model_class_in_a_local_file(tmp_path):
     assert p.returncode == 0, p.stdout + p.stderr
     doc = json.loads((tmp_path / "user" / "sweep.json").read_text())
     assert len(doc["runs"]) == 6 and all(r["status"] == "completed" for r in doc["runs"])
-    assert [(pt["width"], pt["lr_star"] > 0) for pt in doc["fits"]["mup"]["points"]] == [(32, True), (64, True)]
+    assert [(pt["width"], pt["lr_star"] > 0) for pt in doc["fits"]["mup"]["points"]] == [
+        (32, True),
+        (64, True),
+    ]
     run = next((tmp_path / "user" / "runs").iterdir())
     assert json.loads((run / "result.json").read_text())["model"] == "usergpt.GPT"
     assert "transformer.h.1.attn.c_attn.weight" in (run / "plan.tsv").read_text()

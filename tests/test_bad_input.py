@@ -234,7 +234,10 @@ def _(tmp, request, mp):
     return ["train", "--resume", "--out", tmp / "notes"]
 
 
-@case("train --out <a folder of other files> (the 'use --resume' advice does not apply)", "files that are not a run")
+@case(
+    "train --out <a folder of other files> (the 'use --resume' advice does not apply)",
+    "files that are not a run",
+)
 def _(tmp, request, mp):
     (tmp / "notes").mkdir()
     a_file(tmp / "notes", "todo.txt")
@@ -291,7 +294,10 @@ def _(tmp, request, mp):
     return train(tmp, "--branch-from", tmp / "nope.pt")
 
 
-@case("train with a horizon shorter than the warmup", "a horizon of 3 steps is shorter than its warmup (train.warmup_steps 5)")
+@case(
+    "train with a horizon shorter than the warmup",
+    "a horizon of 3 steps is shorter than its warmup (train.warmup_steps 5)",
+)
 def _(tmp, request, mp):
     return train(tmp, "--steps", "3", "-s", "train.warmup_steps=5")
 
@@ -367,27 +373,46 @@ def user_model(tmp, mp, cls: str) -> list[str]:
     return ["-s", f"model._target_={name}.{cls}"]
 
 
-@case("rules -s model._target_=<not importable>", "model._target_ 'nosuchpkg.GPT' cannot be imported", "No module named 'nosuchpkg'")
+@case(
+    "rules -s model._target_=<not importable>",
+    "model._target_ 'nosuchpkg.GPT' cannot be imported",
+    "No module named 'nosuchpkg'",
+)
 def _(tmp, request, mp):
     return ["rules", "-s", "model._target_=nosuchpkg.GPT"]
 
 
-@case("sweep -s model.args.width=<not a constructor argument>", "has no constructor argument 'n_embd'", "model.args.width")
+@case(
+    "sweep -s model.args.width=<not a constructor argument>",
+    "has no constructor argument 'n_embd'",
+    "model.args.width",
+)
 def _(tmp, request, mp):
     return sweep(tmp, "--widths", "32,64", *user_model(tmp, mp, "Tiny"), "-s", "model.args.width=n_embd")
 
 
-@case("rules -s model._target_=<a matrix no role rule places>", "no role rule of map nanogpt places parameter extra (128, 128)")
+@case(
+    "rules -s model._target_=<a matrix no role rule places>",
+    "no role rule of map nanogpt places parameter extra (128, 128)",
+)
 def _(tmp, request, mp):
     return ["rules", *user_model(tmp, mp, "WithProj")]
 
 
-@case("coord-check -s model._target_=<a 3-D parameter>", "parameter extra has shape (2, 64, 4)", "1-D and 2-D tensors only")
+@case(
+    "coord-check -s model._target_=<a 3-D parameter>",
+    "parameter extra has shape (2, 64, 4)",
+    "1-D and 2-D tensors only",
+)
 def _(tmp, request, mp):
     return ["coord-check", "--out", tmp / "cc", *user_model(tmp, mp, "WithExperts")]
 
 
-@case("rules -s model.args.multipliers=null under mup", "model.args.multipliers is null", "cannot apply μP's forward multipliers")
+@case(
+    "rules -s model.args.multipliers=null under mup",
+    "model.args.multipliers is null",
+    "cannot apply μP's forward multipliers",
+)
 def _(tmp, request, mp):
     return ["rules", *user_model(tmp, mp, "Tiny"), "-s", "model.args.multipliers=null"]
 
@@ -512,7 +537,9 @@ def _(tmp, request, mp):
 
 @case("sweep --device cuda:0 with --executor slurm", "--device cuda:0 applies to --executor local")
 def _(tmp, request, mp):
-    return sweep(tmp, "--widths", "32", "--lrs", "1e-3", "--executor", "slurm", "--dry-run", "--device", "cuda:0")
+    return sweep(
+        tmp, "--widths", "32", "--lrs", "1e-3", "--executor", "slurm", "--dry-run", "--device", "cuda:0"
+    )
 
 
 @case("sweep --root <file>", "cannot be created", "afile is a file, not a folder")
@@ -577,13 +604,33 @@ def _(tmp, request, mp):
     return sweep(tmp, "--widths", "32", "--lrs", "1e-3", "--tokens", "1000,2048")
 
 
-@case("sweep --batches with a horizon in steps", "--batches 2,4 with a horizon in steps", "give the horizon in tokens (--tokens)")
+@case(
+    "sweep --batches with a horizon in steps",
+    "--batches 2,4 with a horizon in steps",
+    "give the horizon in tokens (--tokens)",
+)
 def _(tmp, request, mp):
     sets_ = [a for o in SWEEP_TINY if not o.startswith("train.batch=") for a in ("-s", o)]
-    return ["sweep", "--root", tmp, "--name", "bad", *sets_, "--widths", "32", "--lrs", "1e-3", "--batches", "2,4"]
+    return [
+        "sweep",
+        "--root",
+        tmp,
+        "--name",
+        "bad",
+        *sets_,
+        "--widths",
+        "32",
+        "--lrs",
+        "1e-3",
+        "--batches",
+        "2,4",
+    ]
 
 
-@case("sweep --batches with -s train.batch", "--batches and train.batch=4 (--batch or -s): give the batches with --batches")
+@case(
+    "sweep --batches with -s train.batch",
+    "--batches and train.batch=4 (--batch or -s): give the batches with --batches",
+)
 def _(tmp, request, mp):
     return sweep(tmp, "--widths", "32", "--lrs", "1e-3", "--tokens", "1024", "--batches", "2,4")
 
@@ -699,7 +746,10 @@ def _(tmp, request, mp):
     return transfer(tmp, request, "--batch", "6", "-s", "train.accum=4", "--force")
 
 
-@case("transfer to a horizon shorter than the warmup", "a horizon of 2 steps is shorter than its warmup (train.warmup_steps 3)")
+@case(
+    "transfer to a horizon shorter than the warmup",
+    "a horizon of 2 steps is shorter than its warmup (train.warmup_steps 3)",
+)
 def _(tmp, request, mp):
     return transfer(tmp, request, "--steps", "2", "-s", "train.warmup_steps=3", "--force")
 

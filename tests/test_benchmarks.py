@@ -53,7 +53,9 @@ def test_bench_horizon_renders_the_committed_results_with_the_numbers_of_its_jso
     exponent = bench_horizon.slope_text(raw["batch"]["plane"], "batch")
     regret = raw["batch_transfer"]["uncorrected"]["relative"]
     assert exponent in table and exponent in line and f"{100 * regret:.2f}%" in line
-    assert f"lr* ∝ batch^{raw['batch']['plane']['batch']['slope']:+.2f}" in table  # the reading is written from the JSON
+    assert (
+        f"lr* ∝ batch^{raw['batch']['plane']['batch']['slope']:+.2f}" in table
+    )  # the reading is written from the JSON
 
 
 def test_bench_transfer_cpu_protocol_is_the_documented_one():
@@ -67,20 +69,30 @@ def test_bench_transfer_cpu_protocol_is_the_documented_one():
     narrow = bench_transfer.sweep_args("adamw", "width", {**size, "widths": [16, 128]}, Path("runs/x"), None)
     assert "param.init_std=0.14" in narrow
     sgd = bench_transfer.sweep_args("sgd", "width", size, Path("runs/x"), None)  # its own settings, 5 seeds
-    assert {"param.output_mult=8", "train.grad_clip_norm=mup"} <= set(sgd) and sgd[sgd.index("--seeds") + 1] == "5"
+    assert {"param.output_mult=8", "train.grad_clip_norm=mup"} <= set(sgd) and sgd[
+        sgd.index("--seeds") + 1
+    ] == "5"
     assert args[args.index("--seeds") + 1] == "3" and "param.output_mult=8" not in args
     deep = bench_transfer.sweep_args("adamw", "depth", size, Path("runs/x"), None)  # at width 128, 300 steps
     assert [deep[deep.index(f) + 1] for f in ("--widths", "--depths", "--steps", "--seeds", "--lrs")] == [
-        "128", "2,16", "300", "5", "auto:2^-8"] and "param.init_std=0.05" in deep
+        "128",
+        "2,16",
+        "300",
+        "5",
+        "auto:2^-8",
+    ] and "param.init_std=0.05" in deep
     muon = bench_transfer.sweep_args("muon", "depth", size, Path("runs/x"), None)  # the protocol's own size
     assert [muon[muon.index(f) + 1] for f in ("--widths", "--steps")] == ["32", "150"]
     gpu = bench_transfer.sweep_args("sgd", "width", bench_transfer.SIZES["gpu"], Path("runs/x"), None)
-    assert gpu[gpu.index("--seeds") + 1] == "2" and "param.output_mult=8" not in gpu  # the GPU protocol has none
+    assert (
+        gpu[gpu.index("--seeds") + 1] == "2" and "param.output_mult=8" not in gpu
+    )  # the GPU protocol has none
 
 
 def test_bench_transfer_names_the_rows_measured_with_settings_of_their_own():
     """A row's seeds come from its records and its settings from its sweep command, so the tables say how
     each row was measured even when the constants change later."""
+
     def row(seeds, sweep):
         return {"records": [{"seed": k} for k in range(seeds)], "sweep": sweep}
 
@@ -90,7 +102,8 @@ def test_bench_transfer_names_the_rows_measured_with_settings_of_their_own():
         "sgd": {"width": row(5, "mupx sweep -s param.init_std=0.1 -s param.output_mult=8 -s train.grad_clip_norm=mup")},
         "muon": {"width": {"records": []}}}}  # fmt: skip
     assert bench_transfer.departures_text(raw) == (
-        "adamw over depth: 5 seeds, width 128 (init std 0.05), steps 300; sgd over width: 5 seeds, `param.output_mult=8`, `train.grad_clip_norm=mup`")
+        "adamw over depth: 5 seeds, width 128 (init std 0.05), steps 300; sgd over width: 5 seeds, `param.output_mult=8`, `train.grad_clip_norm=mup`"
+    )
 
 
 def test_best_loss_carries_the_standard_error_of_its_seed_mean():
@@ -110,7 +123,9 @@ def test_protocol_tables_show_a_depth_experiments_depths_and_its_drift_over_dept
              "status": "completed", "loss": 2.0 + 0.1 * (x + 6) ** 2 + 0.002 * seed * (-1) ** int(2 * x)}
             for depth in (4, 32) for x in (-8, -7.5, -7, -6.5, -6, -5.5, -5, -4.5, -4) for seed in range(3)]  # fmt: skip
     name = bench_protocol.EXPERIMENTS[0][0]
-    text = bench_protocol.tables({name: {"command": "c", "code": "x", "date": "d", "machine": "m", "runs": runs}})
+    text = bench_protocol.tables(
+        {name: {"command": "c", "code": "x", "date": "d", "machine": "m", "runs": runs}}
+    )
     rows = [line for line in text.splitlines() if line.startswith("| mup | 32 |")]
     assert [row.split(" | ")[2] for row in rows] == ["4", "32"]
     assert "mup drift over depths 4→32: +0.00" in text and "**transfers**" in text
@@ -129,12 +144,19 @@ def test_protocol_drift_lines_name_the_swept_value_and_a_missing_interval():
     runs = [{"param": "mup", "width": width, "depth": 2, "lr": 2.0**x, "seed": seed, "hp": {"param.output_mult": mult},
              "status": "completed", "loss": loss(x, width, mult, seed)}
             for mult in (1, 8) for width in (32, 256) for x in grid for seed in range(3)]  # fmt: skip
-    runs += [{**runs[0], "hp": {"param.output_mult": 2}, "width": width, "lr": 2.0**x, "loss": 2.0}
-             for width in (32, 256) for x in (-6, -5)]  # fmt: skip: a flat valley, no optimum located
+    runs += [
+        {**runs[0], "hp": {"param.output_mult": 2}, "width": width, "lr": 2.0**x, "loss": 2.0}
+        for width in (32, 256)
+        for x in (-6, -5)
+    ]  # fmt: skip: a flat valley, no optimum located
     name = bench_protocol.EXPERIMENTS[0][0]
-    text = bench_protocol.tables({name: {"command": "c", "code": "x", "date": "d", "machine": "m", "runs": runs}})
+    text = bench_protocol.tables(
+        {name: {"command": "c", "code": "x", "date": "d", "machine": "m", "runs": runs}}
+    )
     drifts = [line for line in text.splitlines() if line.startswith("- mup")]
-    assert [line.split(" drift over")[0] for line in drifts] == [f"- mup (output_mult={m})" for m in (1, 2, 8)]
+    assert [line.split(" drift over")[0] for line in drifts] == [
+        f"- mup (output_mult={m})" for m in (1, 2, 8)
+    ]
     assert "widths 32→256: -0.50 (-0.52 to -0.48) octaves, drifts" in drifts[2]
     assert "(no interval) octaves, inconclusive" in drifts[1]
     assert "| mup | 256 | 2 | output_mult=8 | -6.50 (" in text

@@ -28,7 +28,19 @@ def sets(overrides):
 
 
 def test_rules_adamw_mup_matches_tpv(capsys):
-    code, out, _ = cli(capsys, "rules", "--optimizer", "adamw", "--param", "mup", "--width", "1024", "--base-width", "256", "--json")
+    code, out, _ = cli(
+        capsys,
+        "rules",
+        "--optimizer",
+        "adamw",
+        "--param",
+        "mup",
+        "--width",
+        "1024",
+        "--base-width",
+        "256",
+        "--json",
+    )
     assert code == 0
     plan = json.loads(out)
     rows = {r["name"]: r for r in plan["rows"]}
@@ -36,7 +48,9 @@ def test_rules_adamw_mup_matches_tpv(capsys):
     assert rows["tok_emb.weight"]["lr_mult"] == 1
     assert rows["blocks.0.mlp.down.weight"]["lr_mult"] == 0.25  # its own fan_in: 4096/1024
     assert rows["blocks.1.attn.q.weight"]["lr_mult"] == 0.25
-    code, table, _ = cli(capsys, "rules", "--optimizer", "adamw", "--width", "1024", "--base-width", "256", "--table")
+    code, table, _ = cli(
+        capsys, "rules", "--optimizer", "adamw", "--width", "1024", "--base-width", "256", "--table"
+    )
     assert code == 0 and "coupled" in table and "(default)" in table and "output logits x0.25" in table
 
 

@@ -71,12 +71,20 @@ def test_a_config_file_merges_on_top_of_the_defaults_and_a_saved_config_replays(
     code, out, err = cli(capsys, "train", "--config", team, "--width", "256", "--cfg", "job")
     assert code == 0, err
     cfg = yaml.safe_load(out)
-    assert cfg["optimizer"]["name"] == "muon" and cfg["optimizer"]["lr"] == 0.01 and "adam_lr" in cfg["optimizer"]
+    assert (
+        cfg["optimizer"]["name"] == "muon"
+        and cfg["optimizer"]["lr"] == 0.01
+        and "adam_lr" in cfg["optimizer"]
+    )
     assert cfg["train"]["steps"] == 7 and cfg["model"]["flavour"] == "llama" and cfg["model"]["width"] == 256
     # flags and -s win; a flag choosing another optimizer drops the file's optimizer section
-    _, out, _ = cli(capsys, "train", "--config", team, "--optimizer", "adamw", "-s", "train.steps=9", "--cfg", "job")
+    _, out, _ = cli(
+        capsys, "train", "--config", team, "--optimizer", "adamw", "-s", "train.steps=9", "--cfg", "job"
+    )
     cfg = yaml.safe_load(out)
-    assert cfg["optimizer"]["name"] == "adamw" and cfg["optimizer"]["lr"] == 0.003 and cfg["train"]["steps"] == 9
+    assert (
+        cfg["optimizer"]["name"] == "adamw" and cfg["optimizer"]["lr"] == 0.003 and cfg["train"]["steps"] == 9
+    )
     # a composed config, saved as a run saves it, replays to the same config (strings with quotes too)
     _, first, _ = cli(capsys, "train", "--data", "tinystories", "--optimizer", "shampoo", "--cfg", "job")
     composed = yaml.safe_load(first)
@@ -93,7 +101,9 @@ def test_a_config_file_merges_on_top_of_the_defaults_and_a_saved_config_replays(
     assert code == 0, err
     composed = yaml.safe_load(out)
     assert composed["train"]["batch"] == 8 and not (tmp_path / "s").exists()
-    assert composed["train"]["eval_batch"] == 32  # the file's: every batch is scored on the same 16 x 32 windows
+    assert (
+        composed["train"]["eval_batch"] == 32
+    )  # the file's: every batch is scored on the same 16 x 32 windows
     # without one, the sweep scores every batch on the largest batch's windows
     code, out, err = cli(capsys, "sweep", "--widths", "16,64", "--lrs", "1e-3", "--seq-len", "64", "--tokens", "65536",
                          "--batches", "8,32", "--out", str(tmp_path / "s"), "--cfg", "job")  # fmt: skip

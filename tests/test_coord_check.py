@@ -49,7 +49,9 @@ def test_adamw_mup_passes_over_widths(tmp_path):
 
 
 def test_adamw_mup_passes_over_depths(tmp_path):
-    p = coord_check("--optimizer", "adamw", "--param", "mup", "--depths", "2,4,8,16", "-s", "model.width=64", out=tmp_path)
+    p = coord_check(
+        "--optimizer", "adamw", "--param", "mup", "--depths", "2,4,8,16", "-s", "model.width=64", out=tmp_path
+    )
     assert p.returncode == 0, p.stdout + p.stderr
     result = load(tmp_path)
     assert result["axis"] == "depth" and result["depth_alpha"] == 1.0

@@ -49,7 +49,9 @@ def two_ranks(tmp_path_factory):
     names = sorted(REGISTRY)
     flags = sets(SHARED)
     own = [a for name in names for o in PERIODS.get(name, []) for a in (f"--set-{name}", o)]
-    proc = torchrun([str(Path(__file__).parent / "ddp_driver.py"), str(root / "two"), ",".join(names), *flags, *own])
+    proc = torchrun(
+        [str(Path(__file__).parent / "ddp_driver.py"), str(root / "two"), ",".join(names), *flags, *own]
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return root, proc
 
@@ -77,13 +79,19 @@ def test_nproc_starts_torchrun_and_a_resume_continues_on_two_ranks(tmp_path, cap
     flags = sets(overrides("adamw"))
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "mupx.cli", "train", "--nproc", "2", "--out", str(out), "--quiet", *flags]
-    first = subprocess.run(cmd + ["-s", "train.checkpoint_every=2"], capture_output=True, text=True, timeout=300)
+    first = subprocess.run(
+        cmd + ["-s", "train.checkpoint_every=2"], capture_output=True, text=True, timeout=300
+    )
     assert first.returncode == 0, first.stderr[-3000:]
     straight = losses(out)
     (out / "result.json").unlink()  # pretend the run stopped after its step-4 checkpoint
-    code, _, err = cli(capsys, "train", "--resume", "--out", str(out), "--quiet", *flags, "-s", "train.checkpoint_every=2")
+    code, _, err = cli(
+        capsys, "train", "--resume", "--out", str(out), "--quiet", *flags, "-s", "train.checkpoint_every=2"
+    )
     assert code == 2 and "written by 2 ranks" in err
-    again = subprocess.run(cmd + ["--resume", "-s", "train.checkpoint_every=2"], capture_output=True, text=True, timeout=300)
+    again = subprocess.run(
+        cmd + ["--resume", "-s", "train.checkpoint_every=2"], capture_output=True, text=True, timeout=300
+    )
     assert again.returncode == 0, again.stderr[-3000:]
     assert losses(out) == straight
 
@@ -93,8 +101,14 @@ def test_nproc_starts_torchrun_and_a_resume_continues_on_two_ranks(tmp_path, cap
     [
         (["--nproc", "64"], "--nproc 64 is out of range (allowed: 1 to the"),
         (["--nproc", "0"], "--nproc 0 is out of range"),
-        (["--nproc", "2", "-s", "train.batch=3"], "train.batch 3 is not divisible by --nproc 2 x train.accum 1"),
-        (["--nproc", "2", "-s", "train.eval_batch=5"], "train.eval_batch 5 is not divisible by --nproc 2 x train.accum 1"),
+        (
+            ["--nproc", "2", "-s", "train.batch=3"],
+            "train.batch 3 is not divisible by --nproc 2 x train.accum 1",
+        ),
+        (
+            ["--nproc", "2", "-s", "train.eval_batch=5"],
+            "train.eval_batch 5 is not divisible by --nproc 2 x train.accum 1",
+        ),
     ],
 )
 def test_bad_nproc_is_one_line_exit_2(tmp_path, args, message, capsys):

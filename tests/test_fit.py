@@ -95,7 +95,9 @@ def test_mup_transfers_and_sp_drifts():
     )
     assert rec["lr"] == pytest.approx(2.0 ** rec["log2_lr"]) and rec["hp"] == {} and rec["at_edge"] == []
     assert estimate(fits["mup"], {"width": 4096, "depth": 4})["log2_lr"] == pytest.approx(-7.0, abs=0.3)
-    assert estimate(fits["sp"], {"width": 4096, "depth": 4})["log2_lr"] == pytest.approx(sp_opt(4096, 4), abs=0.3)
+    assert estimate(fits["sp"], {"width": 4096, "depth": 4})["log2_lr"] == pytest.approx(
+        sp_opt(4096, 4), abs=0.3
+    )
     strict_json(fits)
 
 
@@ -263,7 +265,9 @@ def test_depth_drift():
     assert fits["mup"]["verdict"] == {"width": "transfers", "depth": "drifts"}
     pred = fits["mup"]["recommended"]["predict"]
     assert pred["slope_depth"] == pytest.approx(-0.5, abs=0.1) and abs(pred["slope_width"]) < 0.1
-    assert estimate(fits["mup"], {"width": 1024, "depth": 32})["log2_lr"] == pytest.approx(-6.0 - 2.5, abs=0.4)
+    assert estimate(fits["mup"], {"width": 1024, "depth": 32})["log2_lr"] == pytest.approx(
+        -6.0 - 2.5, abs=0.4
+    )
     strict_json(fits)
 
 

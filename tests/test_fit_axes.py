@@ -26,7 +26,9 @@ def log2_opt(tokens: int, batch: int) -> float:
     return C + A_TOKENS * math.log2(tokens / TOKENS[0]) + B_BATCH * math.log2(batch / BATCHES[0])
 
 
-def records(rng, widths=(64, 256), tokens=TOKENS, batches=BATCHES, seeds=(0, 1), curv=0.1, noise=0.02, step=0.5):
+def records(
+    rng, widths=(64, 256), tokens=TOKENS, batches=BATCHES, seeds=(0, 1), curv=0.1, noise=0.02, step=0.5
+):
     """Run records as a sweep over widths x horizons x batches writes them: 13 half-octave lrs around each
     series' optimum (the grid's centre off the optimum by up to a step), one offset per seed."""
     runs = []
@@ -65,14 +67,21 @@ def test_the_plane_its_verdicts_and_the_reference():
     assert set(rec["plane"]) == {"width", "tokens", "batch"}  # one depth: no depth column
     assert rec["plane"]["tokens"]["slope"] == pytest.approx(A_TOKENS, abs=0.08)
     assert rec["plane"]["batch"]["slope"] == pytest.approx(B_BATCH, abs=0.08)
-    assert rec["plane"]["tokens"]["verdict"] == "measured" and "lr* ∝ tokens^-0.3" in rec["plane"]["tokens"]["reason"]
+    assert (
+        rec["plane"]["tokens"]["verdict"] == "measured"
+        and "lr* ∝ tokens^-0.3" in rec["plane"]["tokens"]["reason"]
+    )
     assert rec["plane"]["width"]["verdict"] == "transfers"
     assert rec["reference"] == {"tokens": TOKENS[-1], "batch": BATCHES[-1]}
     # the recommendation is the plane at the reference horizon and batch, its interval covering the truth there
     assert rec["log2_lr"] == pytest.approx(log2_opt(TOKENS[-1], BATCHES[-1]), abs=0.15)
     assert rec["interval"][0] < log2_opt(TOKENS[-1], BATCHES[-1]) < rec["interval"][1]
     # per slice: one drift entry along tokens per (width, batch), along batch per (width, tokens)
-    assert len(fit["drift"]["tokens"]) == 4 and len(fit["drift"]["batch"]) == 6 and len(fit["drift"]["width"]) == 6
+    assert (
+        len(fit["drift"]["tokens"]) == 4
+        and len(fit["drift"]["batch"]) == 6
+        and len(fit["drift"]["width"]) == 6
+    )
     assert {d["verdict"] for d in fit["drift"]["tokens"]} == {"measured"}
     # the plane at 4x the longest horizon: extrapolated with an interval that widens with the distance
     far = estimate(fit, {"tokens": 4 * TOKENS[-1]})
@@ -94,19 +103,31 @@ def test_transfer_moves_the_lr_by_each_rule():
     pred = plan_transfer(doc, "mup", 1024, None, **target)  # default: measured along both
     truth = log2_opt(**target)
     assert pred["rules"] == {"tokens": "measured", "batch": "measured"}
-    assert pred["log2_lr"] == pytest.approx(truth, abs=0.3) and pred["interval"][0] < truth < pred["interval"][1]
+    assert (
+        pred["log2_lr"] == pytest.approx(truth, abs=0.3) and pred["interval"][0] < truth < pred["interval"][1]
+    )
     assert pred["uncorrected_lr"] == pytest.approx(2 ** log2_opt(TOKENS[-1], BATCHES[-1]), rel=0.15)
     tokens = pred["axes"]["tokens"]
     assert tokens["beyond"] == 4 and tokens["shift_octaves"] == pytest.approx(2 * A_TOKENS, abs=0.2)
-    assert pred["axes"]["width"]["beyond"] == 4 and pred["axes"]["width"]["shift_octaves"] == 0  # μP: unchanged
+    assert (
+        pred["axes"]["width"]["beyond"] == 4 and pred["axes"]["width"]["shift_octaves"] == 0
+    )  # μP: unchanged
     lines = axis_lines(pred)
-    assert any(line.startswith("tokens: 4.0x beyond the longest proxy (4.19M -> 16.8M), measured, slope -0.3") for line in lines)
-    assert any(line.startswith("width: 4.0x beyond the widest proxy (256 -> 1.02k), μP: base lr unchanged") for line in lines)
+    assert any(
+        line.startswith("tokens: 4.0x beyond the longest proxy (4.19M -> 16.8M), measured, slope -0.3")
+        for line in lines
+    )
+    assert any(
+        line.startswith("width: 4.0x beyond the widest proxy (256 -> 1.02k), μP: base lr unchanged")
+        for line in lines
+    )
 
     fixed = plan_transfer(doc, "mup", 1024, None, **target, rules=Rules.parse("power:-0.32", "sqrt", None))
     rec = fit_sweep(doc["runs"])["mup"]["recommended"]
     assert fixed["log2_lr"] == pytest.approx(rec["log2_lr"] - 0.32 * 2 + 0.5 * 2)
-    assert fixed["interval"][1] - fixed["interval"][0] == pytest.approx(rec["interval"][1] - rec["interval"][0])
+    assert fixed["interval"][1] - fixed["interval"][0] == pytest.approx(
+        rec["interval"][1] - rec["interval"][0]
+    )
     none = plan_transfer(doc, "mup", 1024, None, **target, rules=Rules.parse("none", "none", None))
     assert none["lr"] == pytest.approx(rec["lr"]) and none["lr"] == none["uncorrected_lr"]
 
@@ -122,7 +143,9 @@ def test_an_exponent_too_uncertain_to_extrapolate_with_is_named():
     assert warning == ("warning: batch: the measured exponent moves the lr -3.92 to +4.94 octaves at the target (95%): "
                        "too uncertain to extrapolate with; --batch-rule none keeps the proxy lr, or sweep more --batches or seeds")  # fmt: skip
     batch["slope_interval"] = None
-    assert any(line.startswith("warning: batch: the measured exponent has no interval") for line in axis_lines(pred))
+    assert any(
+        line.startswith("warning: batch: the measured exponent has no interval") for line in axis_lines(pred)
+    )
 
 
 def test_an_axis_the_sweep_did_not_vary():
@@ -130,12 +153,16 @@ def test_an_axis_the_sweep_did_not_vary():
     pred = plan_transfer(doc, "mup", 256, None, batch=64)  # default: none, with a warning naming the √B rule
     assert pred["rules"]["batch"] == "none" and pred["axes"]["batch"]["default_none"]
     warning = next(line for line in axis_lines(pred) if line.startswith("warning: batch"))
-    assert "did not vary it: lr not corrected (--batch-rule none)" in warning and "--batch-rule sqrt" in warning
+    assert (
+        "did not vary it: lr not corrected (--batch-rule none)" in warning and "--batch-rule sqrt" in warning
+    )
     assert "+1.00 octaves" in warning
     with pytest.raises(MupxError, match="--batch-rule measured: the sweep did not vary the batch"):
         plan_transfer(doc, "mup", 256, None, batch=64, rules=Rules.parse(None, "measured", None))
     same = plan_transfer(doc, "mup", 256, None, batch=16, rules=Rules.parse(None, "measured", None))
-    assert same["lr"] == pytest.approx(same["uncorrected_lr"])  # at the proxies' batch there is nothing to move
+    assert same["lr"] == pytest.approx(
+        same["uncorrected_lr"]
+    )  # at the proxies' batch there is nothing to move
     for bad, flag in (("power:x", "--horizon-rule"), ("sqrt", "--horizon-rule"), ("linear", "--batch-rule")):
         with pytest.raises(MupxError, match=flag):
             Rules.parse(bad, None, None) if flag == "--horizon-rule" else Rules.parse(None, bad, None)

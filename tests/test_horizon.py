@@ -30,7 +30,10 @@ def trunk(tmp_path_factory):
     """A 24-step wsd run keeping a checkpoint at step 8, the decay start of a 10-step horizon (its decay is
     the last 20%: 2 steps), through a rotation that keeps one checkpoint."""
     out = tmp_path_factory.mktemp("horizon") / "trunk"
-    assert run(load_run_config([*WSD, "train.steps=24", "train.branch_points=[8]"]), out)["status"] == "completed"
+    assert (
+        run(load_run_config([*WSD, "train.steps=24", "train.branch_points=[8]"]), out)["status"]
+        == "completed"
+    )
     return out
 
 
@@ -44,7 +47,9 @@ def test_a_branch_ends_bit_identical_to_an_independent_run(trunk, tmp_path):
         assert branch[key] == alone[key], key
     assert losses(tmp_path / "branch") == losses(tmp_path / "alone")  # every step's loss and val loss
     rows = [json.loads(line) for line in (tmp_path / "branch" / "metrics.jsonl").read_text().splitlines()]
-    assert [r["lr_factor"] for r in rows[-2:]] == pytest.approx([0.55, 0.1])  # its own decay, not the trunk's stable lr
+    assert [r["lr_factor"] for r in rows[-2:]] == pytest.approx(
+        [0.55, 0.1]
+    )  # its own decay, not the trunk's stable lr
     assert branch["branch"] == {"from": str(ckpt), "step": 8} and alone["branch"] is None
     assert branch["tokens_trained"] == 2 * 4 * 32 and alone["tokens_trained"] == alone["tokens"]
     groups = json.loads((tmp_path / "branch" / "groups.json").read_text())
@@ -58,7 +63,10 @@ def test_a_killed_branch_resumes_from_its_own_checkpoint(trunk, tmp_path):
     assert [p.name for p in checkpoint.all_checkpoints(tmp_path / "b")] == ["step-0000009.pt"]
     (tmp_path / "b" / "result.json").unlink()  # as if killed after its step-9 checkpoint
     resumed = run(load_run_config(branch), tmp_path / "b", resume=True)
-    assert (resumed["final_train_loss"], resumed["val_loss"]) == (whole["final_train_loss"], whole["val_loss"])
+    assert (resumed["final_train_loss"], resumed["val_loss"]) == (
+        whole["final_train_loss"],
+        whole["val_loss"],
+    )
     assert resumed["branch"] == whole["branch"] == {"from": str(ckpt), "step": 8}
 
 
@@ -78,7 +86,10 @@ def test_a_cosine_run_cannot_branch_off_another_horizon(tmp_path):
     """Cosine decays from the end of the warmup: two horizons part at once, so a branch is refused."""
     cosine = [*WSD, "train.schedule=cosine"]
     run(load_run_config([*cosine, "train.steps=12", "train.branch_points=[4]"]), tmp_path / "trunk")
-    with pytest.raises(MupxError, match=r"the lr schedules differ at step 2 \(factor 0.978 there, 0.9657 here\), before its step 4"):
+    with pytest.raises(
+        MupxError,
+        match=r"the lr schedules differ at step 2 \(factor 0.978 there, 0.9657 here\), before its step 4",
+    ):
         run(load_run_config([*cosine, "train.steps=10", f"train.branch_from={checkpoint.branch_path(tmp_path / 'trunk', 4)}"]),
             tmp_path / "b")  # fmt: skip
 
@@ -113,10 +124,20 @@ def test_a_horizon_sweep_branches_its_shorter_horizons(horizon_sweep):
     cost = doc["cost"]
     print(f"branched horizons 8,16 steps: {cost['tokens_trained']} tokens trained against {cost['tokens_independent']} "
           f"for independent runs ({cost['ratio']:.2f}x)")  # fmt: skip
-    assert (cost["tokens_trained"], cost["tokens_independent"], cost["branched_runs"]) == (2 * 18 * 128, 2 * 24 * 128, 2)
-    assert "branched horizons: 4.61k tokens trained for runs that train 6.14k independently (0.75x" in " ".join(out.split())
+    assert (cost["tokens_trained"], cost["tokens_independent"], cost["branched_runs"]) == (
+        2 * 18 * 128,
+        2 * 24 * 128,
+        2,
+    )
+    assert (
+        "branched horizons: 4.61k tokens trained for runs that train 6.14k independently (0.75x"
+        in " ".join(out.split())
+    )
     fit = doc["fits"]["mup"]
-    assert [p["tokens"] for p in fit["points"]] == [1024, 2048] and fit["verdict"]["tokens"] in ("measured", "inconclusive")
+    assert [p["tokens"] for p in fit["points"]] == [1024, 2048] and fit["verdict"]["tokens"] in (
+        "measured",
+        "inconclusive",
+    )
 
 
 def test_a_rerun_runs_nothing_and_a_lost_branch_reruns_independently_to_the_same_result(horizon_sweep):
@@ -146,11 +167,17 @@ def test_transfer_to_a_longer_horizon(horizon_sweep):
     doc = json.loads((folder / "transfer-w64-d2" / "transfer.json").read_text())
     pred = doc["predicted"]
     assert doc["target"] == {"width": 64, "depth": 2, "steps": 64, "tokens": 8192, "batch": 4, "seq_len": 32}
-    assert pred["rules"] == {"tokens": "power:-0.32", "batch": "none"} and pred["axes"]["tokens"]["beyond"] == 4
+    assert (
+        pred["rules"] == {"tokens": "power:-0.32", "batch": "none"} and pred["axes"]["tokens"]["beyond"] == 4
+    )
     assert pred["lr"] == pytest.approx(pred["uncorrected_lr"] * 4**-0.32)
     assert [r["role"] for r in doc["runs"]] == ["transfer", "uncorrected", "verify-0.5"]
     assert doc["uncorrected"]["lr"] == pred["uncorrected_lr"] and doc["uncorrected"]["regret"] is not None
     assert doc["regret"]["relative"] == pytest.approx(doc["regret"]["value"] / doc["regret"]["best_loss"])
     assert "uncorrected proxy lr" in text and "% of the loss" in text
-    saved = yaml.safe_load((folder / "transfer-w64-d2" / "runs" / doc["runs"][0]["run_id"] / "config.yaml").read_text())
-    assert saved["train"]["schedule"] == "wsd" and saved["train"]["warmup_steps"] == 1  # the proxies' schedule
+    saved = yaml.safe_load(
+        (folder / "transfer-w64-d2" / "runs" / doc["runs"][0]["run_id"] / "config.yaml").read_text()
+    )
+    assert (
+        saved["train"]["schedule"] == "wsd" and saved["train"]["warmup_steps"] == 1
+    )  # the proxies' schedule

@@ -13,7 +13,14 @@ from mupx.scaling.roles import Role
 
 from .helpers import ADAMW, GPT2, LLAMA, SGD, SP, plan
 
-HIDDEN = ["attn.q.weight", "attn.k.weight", "attn.v.weight", "attn.o.weight", "mlp.up.weight", "mlp.down.weight"]
+HIDDEN = [
+    "attn.q.weight",
+    "attn.k.weight",
+    "attn.v.weight",
+    "attn.o.weight",
+    "mlp.up.weight",
+    "mlp.down.weight",
+]
 
 
 def rows_by_suffix(p, suffix):
@@ -82,10 +89,23 @@ def test_sp_rows_are_all_one(optimizer, options):
 @pytest.mark.parametrize("model", [GPT2, LLAMA])
 @pytest.mark.parametrize("optimizer,options", [("adamw", ADAMW), ("sgd", SGD)])
 def test_mup_equals_sp_at_base_shape(model, optimizer, options):
-    mup = plan(width=256, depth=4, base_width=256, base_depth=4, model=model, optimizer=optimizer, options=options)
-    sp = plan(width=256, depth=4, base_width=256, base_depth=4, param=SP, model=model, optimizer=optimizer, options=options)
+    mup = plan(
+        width=256, depth=4, base_width=256, base_depth=4, model=model, optimizer=optimizer, options=options
+    )
+    sp = plan(
+        width=256,
+        depth=4,
+        base_width=256,
+        base_depth=4,
+        param=SP,
+        model=model,
+        optimizer=optimizer,
+        options=options,
+    )
     assert [r.group_settings() for r in mup.rows] == [r.group_settings() for r in sp.rows]
-    assert [(r.init, r.init_std, r.fwd_mult) for r in mup.rows] == [(r.init, r.init_std, r.fwd_mult) for r in sp.rows]
+    assert [(r.init, r.init_std, r.fwd_mult) for r in mup.rows] == [
+        (r.init, r.init_std, r.fwd_mult) for r in sp.rows
+    ]
     assert mup.multipliers == sp.multipliers
 
 
@@ -127,7 +147,15 @@ def test_coupled_weight_decay_over_depth_follows_2603_00541(alpha):
     emb = adam.row("tok_emb.weight")
     assert math.isclose(emb.lr * emb.wd, ADAMW.lr * ADAMW.weight_decay)
     sgd_options = dataclasses.replace(SGD, weight_decay=0.1)
-    sgd = plan(width=128, depth=8, base_width=128, base_depth=2, depth_alpha=alpha, optimizer="sgd", options=sgd_options)
+    sgd = plan(
+        width=128,
+        depth=8,
+        base_width=128,
+        base_depth=2,
+        depth_alpha=alpha,
+        optimizer="sgd",
+        options=sgd_options,
+    )
     assert math.isclose(sgd.row("blocks.3.attn.o.weight").wd, 0.1 / m_l**alpha)
 
 
@@ -137,7 +165,9 @@ def test_gains_and_biases_are_not_decayed_unless_asked():
     assert vectors and all(r.wd == 0 for r in vectors)
     assert all(r.wd > 0 for r in p.rows if r.role is not Role.VECTOR)
     p = plan(width=256, base_width=128, decay_vectors=True)
-    assert all(math.isclose(r.lr * r.wd, ADAMW.lr * ADAMW.weight_decay) for r in p.rows if r.role is Role.VECTOR)
+    assert all(
+        math.isclose(r.lr * r.wd, ADAMW.lr * ADAMW.weight_decay) for r in p.rows if r.role is Role.VECTOR
+    )
 
 
 def test_lr_rule_text_has_depth_factors_only_inside_blocks():

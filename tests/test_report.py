@@ -56,7 +56,9 @@ def tiny_sweep(tmp_path_factory, optimizer: str = "adamw"):
         _mupx("sweep", "--optimizer", optimizer, *grid, "--steps", 10, "--jobs", 2, "--name", optimizer,
               "--root", root, *sets)  # fmt: skip
         folder = root / optimizer
-        _mupx("transfer", "--from", folder / "sweep.json", "--width", 128, *extra, "--jobs", 2, "--force")  # tiny: no verdict
+        _mupx(
+            "transfer", "--from", folder / "sweep.json", "--width", 128, *extra, "--jobs", 2, "--force"
+        )  # tiny: no verdict
         _BUILT[optimizer] = folder
     return _BUILT[optimizer]
 
@@ -93,7 +95,13 @@ def test_report_writes_every_file_and_valid_images(reported):
     folder, stdout = reported
     out = folder / "report"
     assert str(out / "report.html") in stdout.replace("\n", "")
-    for name in ("headline.png", "loss_vs_lr.png", "optimum_vs_width.png", "training_curves.png", "coord_check.png"):
+    for name in (
+        "headline.png",
+        "loss_vs_lr.png",
+        "optimum_vs_width.png",
+        "training_curves.png",
+        "coord_check.png",
+    ):
         image = mpimg.imread(out / name)
         assert image.ndim == 3 and image.shape[0] > 100 and image.shape[1] > 100, name
     assert not (out / "optimum_vs_depth.png").exists()  # one depth
@@ -303,15 +311,21 @@ def test_bench_transfer_summarises_the_sweep_and_renders_its_tables(tmp_path_fac
                        "sgd": {"date": "today", "command": "bench --only sgd", "width": summary}}}  # fmt: skip
     bench_transfer.render(raw)
     text = readme.read_text()
-    assert "(`bench --only adamw` (adamw); `bench --only sgd` (sgd);" in text  # each row's own command, not the last
+    assert (
+        "(`bench --only adamw` (adamw); `bench --only sgd` (sgd);" in text
+    )  # each row's own command, not the last
     assert text.endswith("<!-- bench-transfer:end -->\n\nkept\n")
     row = next(line for line in text.splitlines() if line.startswith("| adamw |"))
     assert f"{summary['mup']['octaves']:+.2f}" in row
     assert "| muon | not measured yet |" in text
     assert "### Over depth" in results.read_text()
     mup_row = next(line for line in results.read_text().splitlines() if line.startswith("| adamw | μP |"))
-    assert f"| {summary['mup']['best_loss'][-1]:.3f} |" in mup_row  # the best loss at the widest, beside SP's (1 seed: no ±)
-    assert len(summary["records"]) == 12 and {"param", "width", "lr", "seed", "status", "loss"} <= set(summary["records"][0])
+    assert (
+        f"| {summary['mup']['best_loss'][-1]:.3f} |" in mup_row
+    )  # the best loss at the widest, beside SP's (1 seed: no ±)
+    assert len(summary["records"]) == 12 and {"param", "width", "lr", "seed", "status", "loss"} <= set(
+        summary["records"][0]
+    )
     r = summary["mup"]["regret"]
     if r["regret"] is not None:  # the regret in loss and in % of the best loss there
         assert f"{r['regret']:.3f} ({100 * r['regret'] / r['best_loss']:.2f}%)" in mup_row

@@ -87,7 +87,11 @@ def test_corrupt_newest_checkpoint_falls_back_to_the_previous(tmp_path):
     out = tmp_path / "run"
     run(load_run_config(overrides("adamw") + ["train.steps=6", "train.keep_checkpoints=3"]), out)
     ckpts = checkpoint.all_checkpoints(out)
-    assert [p.name for p in ckpts] == ["step-0000002.pt", "step-0000004.pt", "step-0000006.pt"]  # 6: the final weights
+    assert [p.name for p in ckpts] == [
+        "step-0000002.pt",
+        "step-0000004.pt",
+        "step-0000006.pt",
+    ]  # 6: the final weights
     ckpts[-1].write_bytes(ckpts[-1].read_bytes()[:100])  # truncated, as by a full disk
     state = checkpoint.load_latest(out, torch.device("cpu"))
     assert state["step"] == 4 and state["_skipped"]

@@ -53,7 +53,12 @@ def test_litgpt_and_torchtitan_names():
     m, p = roles(LITGPT, "litgpt")
     assert p["transformer.wte.weight"].role is Role.INPUT and p["lm_head.weight"].role is Role.OUTPUT
     down = p["transformer.h.0.mlp.proj.weight"]
-    assert (down.role, down.fan_in, down.fan_out, down.block) == (Role.HIDDEN, 128, 64, ("transformer.h.0", 0))
+    assert (down.role, down.fan_in, down.fan_out, down.block) == (
+        Role.HIDDEN,
+        128,
+        64,
+        ("transformer.h.0", 0),
+    )
     assert p["transformer.ln_f.weight"].role is Role.VECTOR and p["transformer.ln_f.weight"].block is None
     assert detect(LITGPT).name == "nanogpt"  # litgpt's names are nanoGPT's (Linear layout): the same map
     m, p = roles(TORCHTITAN)
@@ -74,12 +79,24 @@ def test_auto_tells_hugging_face_gpt2_from_nanogpt_by_the_conv1d_orientation():
 
 
 def test_user_rules_come_first_and_a_user_block_pattern_needs_no_built_in_map():
-    shapes = {"embed.weight": (VOCAB, 64), "stack.0.proj.weight": (64, 64), "stack.0.gain": (64,), "head.weight": (VOCAB, 64)}
-    cfg = RolesConfig(block=r"^stack\.(\d+)\.", rules=(Rule(r"^embed\.", "input"), Rule(r"^head\.", "output")))
+    shapes = {
+        "embed.weight": (VOCAB, 64),
+        "stack.0.proj.weight": (64, 64),
+        "stack.0.gain": (64,),
+        "head.weight": (VOCAB, 64),
+    }
+    cfg = RolesConfig(
+        block=r"^stack\.(\d+)\.", rules=(Rule(r"^embed\.", "input"), Rule(r"^head\.", "output"))
+    )
     m, p = roles(shapes, cfg)
     assert [p[n].role for n in shapes] == [Role.INPUT, Role.HIDDEN, Role.VECTOR, Role.OUTPUT]
     override = RolesConfig(map="mupx", rules=(Rule(r"lm_head\.weight$", "hidden"),))
-    assert roles({"lm_head.weight": (VOCAB, 64), "blocks.0.x.weight": (4, 4)}, override)[1]["lm_head.weight"].role is Role.HIDDEN
+    assert (
+        roles({"lm_head.weight": (VOCAB, 64), "blocks.0.x.weight": (4, 4)}, override)[1][
+            "lm_head.weight"
+        ].role
+        is Role.HIDDEN
+    )
 
 
 @pytest.mark.parametrize(
@@ -128,7 +145,12 @@ SAME = ("role", "update", "fan_in", "fan_in_mult", "fan_out_mult", "depth_mult",
 def assert_plans_match(theirs, ours, names: dict):
     """Every tensor of ``theirs`` has the row of its mupx counterparts (``names``, with ``h.`` for the block;
     fan_out times the number of fused counterparts), and every mupx tensor is some tensor's counterpart."""
-    assert (theirs.width, theirs.depth, theirs.base_width, theirs.base_depth) == (ours.width, ours.depth, ours.base_width, ours.base_depth)
+    assert (theirs.width, theirs.depth, theirs.base_width, theirs.base_depth) == (
+        ours.width,
+        ours.depth,
+        ours.base_width,
+        ours.base_depth,
+    )
     assert theirs.multipliers == ours.multipliers
     covered = set()
     for row in theirs.rows:
@@ -157,8 +179,20 @@ SETTINGS = {"adamw": {"weight_decay": 0.1}, "sgd": {}, "muon": {}}
 def test_nanogpt_plans_like_mupx_gpt2(optimizer, tie):
     cfg = dataclasses.replace(MUPX_GPT2, tie_embeddings=tie)
     with torch.device("meta"):
-        theirs = mupx.plan(nanogpt(128, 4, tie), nanogpt(64, 2, tie), optimizer=optimizer, head_dim=HEAD_DIM, **SETTINGS[optimizer])
-    ours = mupx.plan(mupx_model(cfg, 128, 4), mupx_model(cfg, 64, 2), optimizer=optimizer, head_dim=HEAD_DIM, **SETTINGS[optimizer])
+        theirs = mupx.plan(
+            nanogpt(128, 4, tie),
+            nanogpt(64, 2, tie),
+            optimizer=optimizer,
+            head_dim=HEAD_DIM,
+            **SETTINGS[optimizer],
+        )
+    ours = mupx.plan(
+        mupx_model(cfg, 128, 4),
+        mupx_model(cfg, 64, 2),
+        optimizer=optimizer,
+        head_dim=HEAD_DIM,
+        **SETTINGS[optimizer],
+    )
     assert theirs.roles.name == "nanogpt" and ours.roles.name == "mupx"
     assert ("lm_head.weight" in {r.name for r in theirs.rows}) is not tie
     assert_plans_match(theirs, ours, NANOGPT_NAMES)
@@ -196,8 +230,16 @@ def hf_llama(width, depth, tie):
 )  # fmt: skip
 def test_hugging_face_models_plan_like_mupx(build, cfg, names, map_, optimizer, tie):
     cfg = dataclasses.replace(cfg, tie_embeddings=tie)
-    theirs = mupx.plan(build(128, 4, tie), build(64, 2, tie), optimizer=optimizer, head_dim=HEAD_DIM, **SETTINGS[optimizer])
-    ours = mupx.plan(mupx_model(cfg, 128, 4), mupx_model(cfg, 64, 2), optimizer=optimizer, head_dim=HEAD_DIM, **SETTINGS[optimizer])
+    theirs = mupx.plan(
+        build(128, 4, tie), build(64, 2, tie), optimizer=optimizer, head_dim=HEAD_DIM, **SETTINGS[optimizer]
+    )
+    ours = mupx.plan(
+        mupx_model(cfg, 128, 4),
+        mupx_model(cfg, 64, 2),
+        optimizer=optimizer,
+        head_dim=HEAD_DIM,
+        **SETTINGS[optimizer],
+    )
     assert theirs.roles.name == map_
     assert ("lm_head.weight" in {r.name for r in theirs.rows}) is not tie  # HF lists a tied head once
     assert_plans_match(theirs, ours, names)

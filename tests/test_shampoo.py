@@ -279,7 +279,9 @@ def test_yaml_keys_are_the_options_fields():
     section = OmegaConf.to_container(OmegaConf.load(YAML))
     assert section.pop("name") == "shampoo"
     assert list(section) == [f.name for f in dataclasses.fields(ShampooOptions)]
-    assert typed(ShampooOptions, section, "optimizer") == dataclasses.replace(OPTS, block_size=1024, max_precond_dim=65536)
+    assert typed(ShampooOptions, section, "optimizer") == dataclasses.replace(
+        OPTS, block_size=1024, max_precond_dim=65536
+    )
 
 
 @pytest.mark.parametrize(
@@ -320,7 +322,11 @@ def test_a_side_is_cut_into_equal_tiles_of_at_most_block_size():
 def test_default_blocking_keeps_the_rule_at_wide_targets():
     """The configured block_size 1024 keeps every side preconditioned at any width, so the rule keeps its
     form from a width-128 base to a width-4096 target (the MLP's 16384 side in 16 tiles)."""
-    cfg = typed(ShampooOptions, {k: v for k, v in OmegaConf.to_container(OmegaConf.load(YAML)).items() if k != "name"}, "optimizer")
+    cfg = typed(
+        ShampooOptions,
+        {k: v for k, v in OmegaConf.to_container(OmegaConf.load(YAML)).items() if k != "name"},
+        "optimizer",
+    )
     p = plan(width=4096, optimizer="shampoo", options=cfg)
     up = p.row("blocks.0.mlp.up.weight")  # [16384, 4096]: 16 x 4 tiles of 1024; the base [512, 128]: one
     assert up.blocks_mult == 64 and math.isclose(up.lr_mult, 64**-0.5)  # E = ½: (fo/fi)^½ constant

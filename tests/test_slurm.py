@@ -142,7 +142,11 @@ def test_sweep_on_slurm_with_preemption_and_a_killed_job(tmp_path, slurm):
     (line,) = [ln for ln in dry.stdout.splitlines() if ln.startswith("# ") and " train --out " in ln]
     first = shlex.split(line.removeprefix("# "))
     run0 = Path(first[first.index("--out") + 1])
-    faults = {"STUB_SLURM_PREEMPT": "0,2,2", "STUB_SLURM_OOM": "1", "STUB_SLURM_FAULT_WAIT": f"0:{run0}/metrics.jsonl"}
+    faults = {
+        "STUB_SLURM_PREEMPT": "0,2,2",
+        "STUB_SLURM_OOM": "1",
+        "STUB_SLURM_FAULT_WAIT": f"0:{run0}/metrics.jsonl",
+    }
     r = mupx([*SWEEP, "--root", str(root)], {**env, **faults}, tmp_path)
     assert r.returncode == 0, r.stderr + r.stdout
     (submit,) = calls(state, "sbatch")
@@ -156,7 +160,10 @@ def test_sweep_on_slurm_with_preemption_and_a_killed_job(tmp_path, slurm):
 
     runs = json.loads((folder / "sweep.json").read_text())["runs"]  # in array order
     logs = [(folder / "logs" / f"{rec['run_id']}.log").read_text() for rec in runs]
-    assert sorted(c["argv"] for c in calls(state, "scontrol")) == [["requeue", f"{job}_0"], ["requeue", f"{job}_2"]]
+    assert sorted(c["argv"] for c in calls(state, "scontrol")) == [
+        ["requeue", f"{job}_0"],
+        ["requeue", f"{job}_2"],
+    ]
     # the preempted element was requeued by submitit and its run, checkpointed on SIGTERM mid-training,
     # resumed from that checkpoint on the second attempt and completed
     assert runs[0]["status"] == "completed" and runs[0]["steps"] == 300 and runs[0]["run_id"] == run0.name

@@ -99,7 +99,9 @@ def test_a_run_in_a_warm_worker_equals_a_fresh_process(finished_sweep, tmp_path)
     sets = [a for o in SWEEP_TINY for a in ("-s", o)]
     sets += ["-s", "param=sp", "-s", f"model.width={last['width']}", "-s", "param.base_width=32",
              "-s", f"optimizer.lr={last['lr']!r}", "-s", "train.steps=6", "-s", "param.base_depth=2"]  # fmt: skip
-    threads = LocalExecutor(jobs=2).slots()[0]["env"]["OMP_NUM_THREADS"]  # the thread budget of a slot of --jobs 2
+    threads = LocalExecutor(jobs=2).slots()[0]["env"][
+        "OMP_NUM_THREADS"
+    ]  # the thread budget of a slot of --jobs 2
     fresh = subprocess.run([sys.executable, "-m", "mupx.cli", "train", "--out", str(tmp_path / "f"), "--quiet", *sets],
                            capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": threads}, timeout=300)  # fmt: skip
     assert fresh.returncode == 0, fresh.stderr
@@ -109,8 +111,12 @@ def test_a_run_in_a_warm_worker_equals_a_fresh_process(finished_sweep, tmp_path)
     assert (mine["val_loss"], mine["final_train_loss"]) == (theirs["val_loss"], theirs["final_train_loss"])
 
 
-@pytest.mark.parametrize("asked,jobs,threads", [(None, 2, 4), (None, 16, 1), ("1", 2, 1), ("2", 1, 2), ("16", 2, 4), ("x", 4, 2)])
-def test_a_cpu_slots_threads_are_cores_over_jobs_capped_by_a_set_omp_num_threads(asked, jobs, threads, monkeypatch):
+@pytest.mark.parametrize(
+    "asked,jobs,threads", [(None, 2, 4), (None, 16, 1), ("1", 2, 1), ("2", 1, 2), ("16", 2, 4), ("x", 4, 2)]
+)
+def test_a_cpu_slots_threads_are_cores_over_jobs_capped_by_a_set_omp_num_threads(
+    asked, jobs, threads, monkeypatch
+):
     monkeypatch.setattr(os, "cpu_count", lambda: 8)
     if asked is None:
         monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
@@ -234,7 +240,9 @@ def test_bad_sweep_flags_exit_2_and_create_nothing(tmp_path, capsys):
         (["--executor", "kube"], "unknown --executor 'kube'"),
         (["-s", "model.width=128"], "use --widths instead"),
     ]:
-        code, _, err = cli(capsys, "sweep", "--root", str(tmp_path), *sets(SWEEP_TINY), *args, "--name", "bad")
+        code, _, err = cli(
+            capsys, "sweep", "--root", str(tmp_path), *sets(SWEEP_TINY), *args, "--name", "bad"
+        )
         assert code == 2, (args, err)
         assert message in err and err.count("\n") == 1, (args, err)
         assert not (tmp_path / "bad").exists()

@@ -55,16 +55,23 @@ def test_the_sweep_recommends_a_bound_at_its_base_shape_and_the_next_command(low
     text = " ".join(out.split())
     rec = json.loads((folder / "sweep.json").read_text())["fits"]["mup"]["recommended"]
     assert rec["bound"] == {"lower": 4e-4, "upper": None} and rec["interval"] is None
-    assert "mup recommended base lr ≥ 0.0004 (a bound: every optimum is on the lr grid's edge) at base width 32, depth 2" in text
+    assert (
+        "mup recommended base lr ≥ 0.0004 (a bound: every optimum is on the lr grid's edge) at base width 32, depth 2"
+        in text
+    )
     assert "95% interval" not in text.split("recommended")[1]  # never a zero-width interval
     assert "next: rerun with a wider --lrs, or --lrs auto" in text
     assert not list(folder.glob("runs/*/checkpoints"))  # sweeps keep no final weights
 
 
 def test_a_sweep_where_no_run_completed_exits_1_with_the_reason(tmp_path):
-    code, _, err = mupx("sweep", "--out", tmp_path / "s", "--widths", 32, "--lrs", 1000, "--steps", 3, "--jobs", 1, *SETS)
+    code, _, err = mupx(
+        "sweep", "--out", tmp_path / "s", "--widths", 32, "--lrs", 1000, "--steps", 3, "--jobs", 1, *SETS
+    )
     assert code == 1 and err.count("\n") == 1
-    assert err.startswith("mupx: error: no run of the sweep completed (1 diverged); e.g. width 32 lr 1e+03: loss")
+    assert err.startswith(
+        "mupx: error: no run of the sweep completed (1 diverged); e.g. width 32 lr 1e+03: loss"
+    )
     assert "lower the learning rates" in err
 
 
@@ -81,13 +88,21 @@ def test_transfer_refuses_a_bound_then_runs_with_force_and_reports_in_words(low)
     lines = [" ".join(line.split()) for line in out.splitlines()]
     assert lines[0].startswith("sweep verdict (mup)")
     assert lines[1].startswith("transferring base lr ≥ 0.0004") and "at base width 32, depth 2" in lines[1]
-    assert any(line.startswith("warning: batch: the target is at 8 and every proxy at 4") for line in lines), out
+    assert any(
+        line.startswith("warning: batch: the target is at 8 and every proxy at 4") for line in lines
+    ), out
     doc = json.loads((folder / "transfer-w64-d2" / "transfer.json").read_text())
     for r in doc["runs"]:  # each run's log, named before it ran
         log = folder / "transfer-w64-d2" / "logs" / f"{r['run_id']}.log"
         assert any(line.endswith(f"log: {log}") for line in lines) and log.exists()
-        saved = yaml.safe_load((folder / "transfer-w64-d2" / "runs" / r["run_id"] / "config.yaml").read_text())
-        assert saved["train"]["batch"] == 8 and saved["train"]["eval_every"] == 2 and saved["train"]["smooth"] == 2
+        saved = yaml.safe_load(
+            (folder / "transfer-w64-d2" / "runs" / r["run_id"] / "config.yaml").read_text()
+        )
+        assert (
+            saved["train"]["batch"] == 8
+            and saved["train"]["eval_every"] == 2
+            and saved["train"]["smooth"] == 2
+        )
     assert any("transfer-w64-d2" in line and "4/4" in line for line in lines)  # the progress bar
     # two seeds per role: each role's loss is the mean of its seeds
     assert [(r["role"], r["n_seeds"]) for r in doc["roles"]] == [("transfer", 2), ("baseline", 2)]
@@ -113,7 +128,11 @@ def test_transfer_takes_the_sweeps_executors(low, tmp_path):
     )  # fmt: skip
     assert p.returncode == 0, p.stderr
     assert "#SBATCH --partition=debugq" in p.stdout and "#SBATCH --job-name=mupx-transfer-w128-d2" in p.stdout
-    assert " train --out " in p.stdout and "--device cpu" in p.stdout and "tracking.wandb.mode=offline" in p.stdout
+    assert (
+        " train --out " in p.stdout
+        and "--device cpu" in p.stdout
+        and "tracking.wandb.mode=offline" in p.stdout
+    )
 
 
 def test_train_from_sweep_takes_its_base_shape_and_lr(low, tmp_path):
@@ -121,7 +140,10 @@ def test_train_from_sweep_takes_its_base_shape_and_lr(low, tmp_path):
     code, out, err = mupx("train", "--from-sweep", folder / "sweep.json", "--width", 64, "--steps", 2,
                           "--out", tmp_path / "run", "--quiet", *SETS)  # fmt: skip
     assert code == 0, err + out
-    assert "base lr ≥ 0.0004 (a bound: every optimum is on the lr grid's edge) at base width 32, depth 2" in " ".join(out.split())
+    assert (
+        "base lr ≥ 0.0004 (a bound: every optimum is on the lr grid's edge) at base width 32, depth 2"
+        in " ".join(out.split())
+    )
     saved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
     assert saved["param"]["base_width"] == 32 and saved["param"]["base_depth"] == 2
     assert saved["optimizer"]["lr"] == 4e-4 and saved["model"]["width"] == 64
@@ -140,7 +162,9 @@ def test_resume_reloads_the_saved_config_and_a_finished_run_keeps_its_weights(tm
     assert "resumed" in stdout and losses(out) == metrics
 
     skip = tmp_path / "skip"
-    code, _, err = mupx("train", "--out", skip, "--steps", 2, "--quiet", *sets(TINY), "train.save_final=false")
+    code, _, err = mupx(
+        "train", "--out", skip, "--steps", 2, "--quiet", *sets(TINY), "train.save_final=false"
+    )
     assert code == 0, err
     assert checkpoint.all_checkpoints(skip) == []
 
@@ -154,10 +178,14 @@ def test_shampoo_and_soap_plan_wide_targets(optimizer, width):
 
 
 def test_coord_check_warns_on_a_narrow_range_and_names_its_own_proxy(tmp_path):
-    code, out, err = mupx("coord-check", "--widths", "32,48,64", "--steps", 1, "--seeds", 1, "--out", tmp_path / "cc")
+    code, out, err = mupx(
+        "coord-check", "--widths", "32,48,64", "--steps", 1, "--seeds", 1, "--out", tmp_path / "cc"
+    )
     text = " ".join(out.split())
     assert code in (0, 1), err
-    assert "the check trains its own small proxy, not your config: model.head_dim 16 (your config: 32)" in text
+    assert (
+        "the check trains its own small proxy, not your config: model.head_dim 16 (your config: 32)" in text
+    )
     assert "data.vocab_size 512 (your config: 4096)" in text
     warning = "warning: the widths 32,48,64 span 2x, less than 8x"
     assert text.count(warning) == 2  # before the runs, and beside the verdict

@@ -117,7 +117,19 @@ def test_train_with_wandb_offline_mirrors_the_run(no_wandb_env, tmp_path):
 
     out = tmp_path / "run"
     sets = [a for o in TINY + ["train.steps=3"] for a in ("-s", o)]
-    cmd = [sys.executable, "-m", "mupx.cli", "train", "--out", str(out), "--wandb", "demo", "--wandb-mode", "offline", *sets]
+    cmd = [
+        sys.executable,
+        "-m",
+        "mupx.cli",
+        "train",
+        "--out",
+        str(out),
+        "--wandb",
+        "demo",
+        "--wandb-mode",
+        "offline",
+        *sets,
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ), timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     result = json.loads((out / "result.json").read_text())

@@ -48,7 +48,9 @@ def test_same_seed_gives_bit_identical_losses(tmp_path):
 
 
 def test_diverging_lr_is_a_result(tmp_path):
-    result = run(load_run_config(TINY + ["train.steps=40", "optimizer.lr=30", "train.warmup=0"]), tmp_path / "d")
+    result = run(
+        load_run_config(TINY + ["train.steps=40", "optimizer.lr=30", "train.warmup=0"]), tmp_path / "d"
+    )
     assert result["status"] == "diverged" and result["reason"]
     assert result["final_train_loss"] is None and result["steps"] < 40
     assert json.loads((tmp_path / "d" / "result.json").read_text())["status"] == "diverged"
@@ -56,7 +58,9 @@ def test_diverging_lr_is_a_result(tmp_path):
 
 @pytest.mark.parametrize("kind", ["constant", "cosine", "linear", "wsd"])
 def test_schedules_keep_group_lr_ratios(kind):
-    trainer = Trainer.build(load_run_config(TINY + ["model.width=256", f"train.schedule={kind}", "train.steps=50"]))
+    trainer = Trainer.build(
+        load_run_config(TINY + ["model.width=256", f"train.schedule={kind}", "train.steps=50"])
+    )
     plan_lr = {}
     names = {id(p): n for n, p in trainer.model.named_parameters()}
     for g in trainer.optimizer.param_groups:
@@ -102,7 +106,9 @@ def test_plan_check_catches_a_dropped_group():
 
 
 def test_llama_flavour_trains(tmp_path):
-    result = run(load_run_config(TINY + ["model=llama", "train.steps=30", "optimizer.lr=0.01"]), tmp_path / "l")
+    result = run(
+        load_run_config(TINY + ["model=llama", "train.steps=30", "optimizer.lr=0.01"]), tmp_path / "l"
+    )
     assert result["status"] == "completed" and result["final_train_loss"] < result["first_loss"]
 
 
@@ -119,7 +125,9 @@ def test_mfu_is_logged_against_the_stated_peak(tmp_path):
     change the run id."""
     base = TINY + ["train.steps=3"]
     cpu = run(load_run_config(base), tmp_path / "cpu")
-    assert cpu["mfu"] is None and "mfu" not in json.loads((tmp_path / "cpu" / "metrics.jsonl").read_text().splitlines()[0])
+    assert cpu["mfu"] is None and "mfu" not in json.loads(
+        (tmp_path / "cpu" / "metrics.jsonl").read_text().splitlines()[0]
+    )
     cfg = load_run_config(base + ["train.peak_tflops=0.5"])
     assert cfg.run_id == load_run_config(base).run_id
     result = run(cfg, tmp_path / "peak")
@@ -167,7 +175,11 @@ def _first_gradients(width: int, *overrides: str) -> Trainer:
 
 
 def _weighted_norm(trainer: Trainer) -> float:
-    return math.sqrt(sum((trainer.clip_weights[n] * float(p.grad.norm())) ** 2 for n, p in trainer.model.named_parameters()))
+    return math.sqrt(
+        sum(
+            (trainer.clip_weights[n] * float(p.grad.norm())) ** 2 for n, p in trainer.model.named_parameters()
+        )
+    )
 
 
 def test_the_width_invariant_clip_norm_holds_still_with_width_where_the_global_norm_falls():
@@ -175,13 +187,21 @@ def test_the_width_invariant_clip_norm_holds_still_with_width_where_the_global_n
     the proxy to the target and a clip at a fixed threshold binds less there (RESULTS.md, output-sgd-noclip).
     grad_clip_norm: mup weights those tensors by √(width multiplier): at the base width it is the global norm
     exactly, at 8x the base it stays within 15% of its base value while the global norm falls by over 25%."""
-    protocol = ("train.grad_clip_norm=mup", "data.tokenizer=bytes", "param.output_mult=8")  # output-sgd-noclip's
+    protocol = (
+        "train.grad_clip_norm=mup",
+        "data.tokenizer=bytes",
+        "param.output_mult=8",
+    )  # output-sgd-noclip's
     base, wide = _first_gradients(32, *protocol), _first_gradients(256, *protocol)
     global_base, global_wide = (torch.nn.utils.get_total_norm([p.grad for p in t.model.parameters()]).item()
                                 for t in (base, wide))  # fmt: skip
     assert _weighted_norm(base) == pytest.approx(global_base, rel=1e-6)
     assert {base.clip_weights["blocks.0.attn.q.weight"], wide.clip_weights["blocks.0.attn.q.weight"]} == {1.0}
-    assert wide.clip_weights["tok_emb.weight"] == wide.clip_weights["blocks.0.ln1.weight"] == pytest.approx(8**0.5)
+    assert (
+        wide.clip_weights["tok_emb.weight"]
+        == wide.clip_weights["blocks.0.ln1.weight"]
+        == pytest.approx(8**0.5)
+    )
     assert global_wide / global_base < 0.75  # measured 0.69
     assert 0.85 < _weighted_norm(wide) / _weighted_norm(base) < 1.15  # measured 0.89
 

@@ -29,7 +29,9 @@ class DataConfig:
     subset: str | None = None  # hub: config name
     split: str = "train"  # hub/local split to read
     streaming: bool = False  # read the rows as a stream (datasets streaming mode) instead of loading them
-    tokenizer: str | None = None  # None or "bpe": train a byte-level BPE; "bytes"; a tokenizer.json; a hub name
+    tokenizer: str | None = (
+        None  # None or "bpe": train a byte-level BPE; "bytes"; a tokenizer.json; a hub name
+    )
     max_documents: int | None = None  # keep only the first N documents (quick runs)
     cache_dir: str | None = None  # None: $MUPX_CACHE_DIR or ~/.cache/mupx
 

@@ -223,7 +223,9 @@ class ActivationRecorder:
         embedding_row = next(r for r in plan.rows if r.role is Role.INPUT)
         readout_row = next((r for r in plan.rows if r.role is Role.OUTPUT), embedding_row)
         holders = [m for m in modules.values() if getattr(m, "weight", None) is params[readout_row.name]]
-        embedding = next(m for m in modules.values() if getattr(m, "weight", None) is params[embedding_row.name])
+        embedding = next(
+            m for m in modules.values() if getattr(m, "weight", None) is params[embedding_row.name]
+        )
         readout = holders[-1]
         if readout is embedding:
             raise MupxError(
@@ -430,7 +432,11 @@ def proxy_differences(spec: CoordCheckSpec, cfg: RunConfig) -> list[str]:
     yours = flatten(to_dict(compose(list(spec.overrides))))
     ours = flatten(cfg.resolved)
     keys = [o.split("=", 1)[0] for o in SMALL]
-    return [f"{k} {ours[k]} (your config: {yours[k]})" for k in keys if k != f"model.{spec.axis}" and ours[k] != yours[k]]
+    return [
+        f"{k} {ours[k]} (your config: {yours[k]})"
+        for k in keys
+        if k != f"model.{spec.axis}" and ours[k] != yours[k]
+    ]
 
 
 def default_out(cfg: RunConfig, axis: str) -> Path:
@@ -443,7 +449,9 @@ def run_coord_check(spec: CoordCheckSpec, out: Path | None = None, console=None,
     start = time.perf_counter()
     configs, overrides = compose_points(spec)
     if model_fn is not None:
-        configs = [dataclasses.replace(c, model=dataclasses.replace(c.model, model_fn=model_fn)) for c in configs]
+        configs = [
+            dataclasses.replace(c, model=dataclasses.replace(c.model, model_fn=model_fn)) for c in configs
+        ]
     cfg0 = configs[0]
     out = out or default_out(cfg0, spec.axis)
     check_folder(out, "--out")  # before anything trains

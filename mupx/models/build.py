@@ -45,7 +45,9 @@ def constructor_args(cfg: ModelConfig, vocab_size: int, context: int, mult: Mult
         if arg is None:
             continue
         if arg in out:
-            raise MupxError(f"model.args.{out[arg][0]} and model.args.{field.name} both name the constructor argument {arg!r}")
+            raise MupxError(
+                f"model.args.{out[arg][0]} and model.args.{field.name} both name the constructor argument {arg!r}"
+            )
         out[arg] = (field.name, values[field.name])
     return out
 
@@ -85,7 +87,11 @@ def instantiate(cfg: ModelConfig, args: dict[str, tuple]) -> nn.Module:
                     f"arguments: {', '.join(accepted) or 'none'}); set model.args.{key} to one of them or null"
                 )
         for name, p in params.items():
-            if p.default is p.empty and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and name not in args:
+            if (
+                p.default is p.empty
+                and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+                and name not in args
+            ):
                 raise MupxError(
                     f"model._target_ {target} needs the constructor argument {name!r}, which no model.args key maps "
                     f"(mupx passes: {', '.join(args) or 'nothing'}); map it or give it a default"

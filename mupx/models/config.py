@@ -48,7 +48,9 @@ class ModelConfig:
 
     def __post_init__(self):
         if self.head_dim is not None and self.head_dim <= 0:
-            raise MupxError(f"model.head_dim must be a positive integer (or null for your own model), got {self.head_dim}")
+            raise MupxError(
+                f"model.head_dim must be a positive integer (or null for your own model), got {self.head_dim}"
+            )
         if self.head_dim is not None and (self.width <= 0 or self.width % self.head_dim):
             raise MupxError(
                 f"model.width {self.width} is not a positive multiple of model.head_dim {self.head_dim} "

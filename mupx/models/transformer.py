@@ -58,7 +58,9 @@ class Attention(nn.Module):
 
     def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor] | None) -> torch.Tensor:
         b, t, c = x.shape
-        q, k, v = (lin(x).view(b, t, self.n_heads, self.head_dim).transpose(1, 2) for lin in (self.q, self.k, self.v))
+        q, k, v = (
+            lin(x).view(b, t, self.n_heads, self.head_dim).transpose(1, 2) for lin in (self.q, self.k, self.v)
+        )
         if rope is not None:
             q, k = apply_rope(q, *rope), apply_rope(k, *rope)
         if self.logits.watched:
@@ -97,7 +99,9 @@ class Transformer(nn.Module):
     def __init__(self, cfg: ModelConfig, vocab_size: int, context: int, mult: Multipliers):
         super().__init__()
         if cfg.head_dim is None:
-            raise MupxError("model.head_dim is null: mupx's Transformer needs a head dimension (null is for model._target_)")
+            raise MupxError(
+                "model.head_dim is null: mupx's Transformer needs a head dimension (null is for model._target_)"
+            )
         self.cfg, self.vocab_size, self.context, self.mult = cfg, vocab_size, context, mult
         self.tok_emb = _embedding(vocab_size, cfg.width)
         if cfg.flavour == "gpt2":
@@ -135,4 +139,3 @@ def _embedding(n: int, width: int) -> nn.Embedding:
     N(0, 1) init would be wasted work, and on the meta device (the plan's shape model) ``normal_`` imports
     torch._dynamo, ~3 s of every mupx command."""
     return nn.Embedding(n, width, _weight=torch.empty(n, width))
-

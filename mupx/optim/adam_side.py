@@ -11,7 +11,15 @@ import torch
 
 
 @torch.no_grad()
-def adamw_update(p: torch.Tensor, grad: torch.Tensor, state: dict, lr: float, betas: tuple[float, float], eps: float, weight_decay: float) -> None:
+def adamw_update(
+    p: torch.Tensor,
+    grad: torch.Tensor,
+    state: dict,
+    lr: float,
+    betas: tuple[float, float],
+    eps: float,
+    weight_decay: float,
+) -> None:
     if not state:
         state["step"] = 0
         state["exp_avg"] = torch.zeros_like(p)

@@ -38,7 +38,9 @@ class SGDOptions:
 
 
 def build_sgd(groups: list[dict], o: SGDOptions) -> torch.optim.Optimizer:
-    return torch.optim.SGD(groups, lr=o.lr, momentum=o.momentum, nesterov=o.nesterov, weight_decay=o.weight_decay)
+    return torch.optim.SGD(
+        groups, lr=o.lr, momentum=o.momentum, nesterov=o.nesterov, weight_decay=o.weight_decay
+    )
 
 
 @dataclass(frozen=True)
@@ -57,4 +59,6 @@ class AdamWOptions:
 
 def build_adamw(groups: list[dict], o: AdamWOptions) -> torch.optim.Optimizer:
     fused = all(p.is_cuda for g in groups for p in g["params"])
-    return torch.optim.AdamW(groups, lr=o.lr, betas=o.betas, eps=o.eps, weight_decay=o.weight_decay, fused=fused or None)
+    return torch.optim.AdamW(
+        groups, lr=o.lr, betas=o.betas, eps=o.eps, weight_decay=o.weight_decay, fused=fused or None
+    )

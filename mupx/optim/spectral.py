@@ -18,7 +18,9 @@ def start_vector(n: int, device, dtype=torch.float32) -> torch.Tensor:
 
 
 @torch.no_grad()
-def sigma_max(matrix: torch.Tensor, v: torch.Tensor | None = None, iters: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+def sigma_max(
+    matrix: torch.Tensor, v: torch.Tensor | None = None, iters: int = 1
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(σ_max estimate, right singular vector estimate) of a 2-D ``matrix`` [out, in].
 
     ``v`` is the previous right vector (warm start) or None. σ is ‖M v‖ after ``iters`` rounds of

@@ -99,7 +99,9 @@ class Plan:
     multipliers: Multipliers
     rows: tuple[PlanRow, ...]
     roles: RoleMap
-    options: Any = field(default=None, compare=False, repr=False)  # the optimizer's options (to build it by name)
+    options: Any = field(
+        default=None, compare=False, repr=False
+    )  # the optimizer's options (to build it by name)
 
     def row(self, name: str) -> PlanRow:
         for r in self.rows:
@@ -140,7 +142,11 @@ class Plan:
             cells = []
             for c in self.TSV_COLUMNS:
                 v = getattr(r, c)
-                cells.append("x".join(map(str, v)) if c == "shape" else ("-" if v is None else (f"{v:.6g}" if isinstance(v, float) else str(v))))
+                cells.append(
+                    "x".join(map(str, v))
+                    if c == "shape"
+                    else ("-" if v is None else (f"{v:.6g}" if isinstance(v, float) else str(v)))
+                )
             lines.append("\t".join(cells))
         return "\n".join(lines) + "\n"
 
@@ -156,7 +162,9 @@ class Plan:
         """Draw every parameter as its row says (from a CPU generator seeded with ``seed``)."""
         apply_init(model, self, torch.Generator().manual_seed(seed))
 
-    def optimizer_for(self, model: torch.nn.Module, cls: type | None = None, **kwargs) -> torch.optim.Optimizer:
+    def optimizer_for(
+        self, model: torch.nn.Module, cls: type | None = None, **kwargs
+    ) -> torch.optim.Optimizer:
         """The optimizer for ``model``, checked against the plan before it is returned (μP never silently off).
 
         Without ``cls``: mupx's own optimizer of this plan, built by name with the plan's options. With a
@@ -214,10 +222,17 @@ def base_config(cfg: ModelConfig, param: ParamConfig) -> ModelConfig:
     return dataclasses.replace(cfg, width=param.base_width, depth=param.base_depth)
 
 
-def build_plan(cfg: ModelConfig, param: ParamConfig, optimizer: str, options, vocab_size: int, context: int) -> Plan:
+def build_plan(
+    cfg: ModelConfig, param: ParamConfig, optimizer: str, options, vocab_size: int, context: int
+) -> Plan:
     """The plan of a model config (mupx's Transformer or ``model._target_``) against its base shape
     (``param.base_width``/``param.base_depth``), built on the meta device."""
-    if cfg.model_fn is None and cfg._target_ is not None and cfg.args.multipliers is None and param.name == "mup":
+    if (
+        cfg.model_fn is None
+        and cfg._target_ is not None
+        and cfg.args.multipliers is None
+        and param.name == "mup"
+    ):
         raise MupxError(
             f"model.args.multipliers is null, so model._target_ {cfg._target_} cannot apply μP's forward multipliers "
             "(output logits x 1/m, residual branches x m_L^-alpha): name the constructor argument that receives them"
@@ -236,7 +251,9 @@ def _shape_of(placements: dict[str, Placement], what: str) -> tuple[int, int]:
     readout = next((p for p in placements.values() if p.role is Role.OUTPUT), None)
     embedding = next((p for p in placements.values() if p.role is Role.INPUT), None)
     if readout is None and embedding is None:
-        raise MupxError(f"the {what} has no token embedding and no readout (role input/output): mupx plans language models; name them with role rules")
+        raise MupxError(
+            f"the {what} has no token embedding and no readout (role input/output): mupx plans language models; name them with role rules"
+        )
     width = readout.fan_in if readout is not None else embedding.fan_out
     return width, len({p.block[1] for p in placements.values() if p.block is not None})
 
@@ -257,7 +274,9 @@ def plan_from_shapes(shapes: Shapes, base_shapes: Shapes, roles: RoleMap, param:
     width, depth = _shape_of(placements, "model")
     base_width, base_depth = _shape_of(base_placements, "base model")
     if zero_init_readout and not any(p.role is Role.OUTPUT for p in placements.values()):
-        raise MupxError("zero_init_readout needs an untied readout (a tensor with the output role): this model has none")
+        raise MupxError(
+            "zero_init_readout needs an untied readout (a tensor with the output role): this model has none"
+        )
     depth_mult = depth / base_depth if (mup and base_depth) else 1.0  # a model without blocks has no depth
     depth_ratio = depth_mult if param.depth_alpha != 0 else 1.0
     width_ratio = width / base_width if mup else 1.0

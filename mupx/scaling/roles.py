@@ -108,7 +108,9 @@ class RoleMap:
         try:
             return m.group(0).rstrip("."), int(m.group(1))
         except (TypeError, ValueError):
-            raise MupxError(f"role map {self.name}: block pattern {self.block!r} captured {m.group(1)!r} from {name}, not a block index") from None
+            raise MupxError(
+                f"role map {self.name}: block pattern {self.block!r} captured {m.group(1)!r} from {name}, not a block index"
+            ) from None
 
     def relabel(self, name: str, label: str) -> str:
         """``transformer.h.7.attn.c_attn.weight`` -> ``transformer.h.<label>.attn.c_attn.weight``."""
@@ -123,7 +125,9 @@ class RoleMap:
         block = self.block_of(name)
         rule = next((r for r in self.rules if re.search(r.pattern, name)), None)
         if len(shape) > 2:
-            raise MupxError(f"parameter {name} has shape {tuple(shape)}: mupx plans 0-D, 1-D and 2-D tensors only")
+            raise MupxError(
+                f"parameter {name} has shape {tuple(shape)}: mupx plans 0-D, 1-D and 2-D tensors only"
+            )
         if rule is not None:
             role = Role(rule.role)
         elif len(shape) <= 1:
@@ -138,7 +142,9 @@ class RoleMap:
             )
         if len(shape) < 2:
             if role is not Role.VECTOR:
-                raise MupxError(f"role rule makes parameter {name} of shape {tuple(shape)} {role}: only matrices take that role")
+                raise MupxError(
+                    f"role rule makes parameter {name} of shape {tuple(shape)} {role}: only matrices take that role"
+                )
             return Placement(role, 1, shape[0] if shape else 1, block)
         layout = (rule and rule.layout) or ("in_out" if role is Role.INPUT else "out_in")
         fan_in, fan_out = (shape[0], shape[1]) if layout == "in_out" else (shape[1], shape[0])
@@ -169,7 +175,10 @@ NANOGPT = RoleMap(
 )
 HF_GPT2 = RoleMap(
     "hf_gpt2",
-    (Rule(r"\.(attn\.c_attn|attn\.c_proj|mlp\.c_fc|mlp\.c_proj)\.weight$", "hidden", "in_out"), *NANOGPT.rules),
+    (
+        Rule(r"\.(attn\.c_attn|attn\.c_proj|mlp\.c_fc|mlp\.c_proj)\.weight$", "hidden", "in_out"),
+        *NANOGPT.rules,
+    ),
     NANOGPT.block,
 )  # Conv1D stores its weight [fan_in, fan_out]
 HF_LLAMA = RoleMap(
@@ -198,7 +207,10 @@ def detect(shapes: Shapes) -> RoleMap | None:
     ``[d, 3d]``, nanoGPT as an ``nn.Linear`` ``[3d, d]``."""
     for m in (MUPX, HF_LLAMA, TORCHTITAN, NANOGPT):
         if m.recognizes(shapes):
-            conv1d = any(n.endswith("attn.c_attn.weight") and len(s) == 2 and s[1] == 3 * s[0] for n, s in shapes.items())
+            conv1d = any(
+                n.endswith("attn.c_attn.weight") and len(s) == 2 and s[1] == 3 * s[0]
+                for n, s in shapes.items()
+            )
             return HF_GPT2 if (m is NANOGPT and conv1d) else m
     return None
 

@@ -122,7 +122,9 @@ def clip_norm_weight(m: Multiples) -> float:
     return max(m.fan_in, m.fan_out) / (m.fan_in * m.fan_out) ** 0.5
 
 
-def adam_like(t: Tensor, ctx: Context, update: str = "adamw", lr_key: str = "lr", eps_key: str = "eps") -> RoleRule:
+def adam_like(
+    t: Tensor, ctx: Context, update: str = "adamw", lr_key: str = "lr", eps_key: str = "eps"
+) -> RoleRule:
     """AdamW (TP-V Table 3/8 [D]; CompleteP Table 1 [D+E]; 2603.00541 Table 6 [D]).
 
     lr:  input 1, hidden fan_in^-1 · m_L^(α-1), output 1 (with the 1/m forward multiplier),
@@ -310,4 +312,6 @@ def tile_size(dim: int, block_size: int) -> int:
 def block_count(fan_in: int, fan_out: int, block_size: int, sides: tuple[bool, bool] = (True, True)) -> int:
     """Number of preconditioner tiles of a [fan_out, fan_in] matrix (cut only along preconditioned sides)."""
     left, right = sides
-    return (fan_out // tile_size(fan_out, block_size) if left else 1) * (fan_in // tile_size(fan_in, block_size) if right else 1)
+    return (fan_out // tile_size(fan_out, block_size) if left else 1) * (
+        fan_in // tile_size(fan_in, block_size) if right else 1
+    )

@@ -105,7 +105,9 @@ def horizons_and_batches(o: dict, train: dict) -> tuple[list[int], list[int], li
     if o.get("tokens") and o.get("steps"):
         raise MupxError("give the horizons as --steps or as --tokens, not both")
     if o.get("batches") and user_value(o["overrides"], "train.batch") is not None:
-        raise MupxError(f"--batches and train.batch={user_value(o['overrides'], 'train.batch')} (--batch or -s): give the batches with --batches")
+        raise MupxError(
+            f"--batches and train.batch={user_value(o['overrides'], 'train.batch')} (--batch or -s): give the batches with --batches"
+        )
     tokens = parse_counts(o["tokens"], "--tokens") if o.get("tokens") else []
     steps = parse_ints(o["steps"], "--steps") if o.get("steps") else ([] if tokens else [train["steps"]])
     batches = parse_ints(o["batches"], "--batches") if o.get("batches") else [train["batch"]]
@@ -132,7 +134,9 @@ def check_batch(batch: int, ranks: int, accum: int, key: str = "train.batch") ->
         raise MupxError(f"{key} {batch} ({what}) is not divisible by {ranks} rank(s) x train.accum {accum}")
 
 
-def shared_warmup(o: dict, train: dict, steps: list[int], tokens: list[int], batches: list[int]) -> int | None:
+def shared_warmup(
+    o: dict, train: dict, steps: list[int], tokens: list[int], batches: list[int]
+) -> int | None:
     """A horizon sweep's one warmup in steps (``train.warmup_steps``, or ``train.warmup`` of its shortest run;
     each run's config checks that it ends before the run's decay); None for one horizon. Such a sweep trains
     warmup-stable-decay: another ``train.schedule`` is refused."""
@@ -167,7 +171,9 @@ def make_executor(o: dict, folder: Path):
         from .slurm import SlurmExecutor
 
         if device != "auto":
-            raise MupxError(f"--device {device} applies to --executor local (slurm: --gpus-per-run 0 asks for CPU-only jobs)")
+            raise MupxError(
+                f"--device {device} applies to --executor local (slurm: --gpus-per-run 0 asks for CPU-only jobs)"
+            )
         return SlurmExecutor(folder=folder, partition=o["partition"], time_min=o["time_min"], gpus_per_run=o["gpus_per_run"],
                              array_parallelism=o["array_parallelism"], dry_run=o["dry_run"])  # fmt: skip
     if o["dry_run"]:
@@ -187,7 +193,9 @@ def local_gpus(device: str) -> list[str]:
     if device == "cuda" or device.startswith("cuda:"):
         index = device.partition(":")[2]
         if not gpus or (index and (not index.isdigit() or int(index) >= len(gpus))):
-            raise MupxError(f"--device {device} but {len(gpus)} GPUs are visible (allowed here: auto, cpu{', cuda' if gpus else ''})")
+            raise MupxError(
+                f"--device {device} but {len(gpus)} GPUs are visible (allowed here: auto, cpu{', cuda' if gpus else ''})"
+            )
         return [gpus[int(index)]] if index else gpus
     raise choose("device", device, ["auto", "cpu", "cuda", "cuda:N"])
 
@@ -229,7 +237,10 @@ def print_first_run(o: dict) -> None:
     series = spec.series()[0]
     lr = spec.lrs[0] if spec.lrs is not None else spec.auto.center
     resolved = to_dict(compose(spec.overrides_for(*series, lr, spec.seeds[0])))
-    print_config(resolved, f"the first run of sweep {spec.name}; the others differ in width, depth, horizon, batch, lr, seed, param, --hp")
+    print_config(
+        resolved,
+        f"the first run of sweep {spec.name}; the others differ in width, depth, horizon, batch, lr, seed, param, --hp",
+    )
 
 
 def run_sweep_command(o: dict, console: Console) -> dict:
@@ -288,7 +299,11 @@ def _best(records: list[dict]) -> str:
 
 
 def print_fits(doc: dict, console: Console) -> None:
-    swept = [a for a in ("tokens", "batch") if len({p.get(a) for fit in doc["fits"].values() for p in fit["points"]}) > 1]
+    swept = [
+        a
+        for a in ("tokens", "batch")
+        if len({p.get(a) for fit in doc["fits"].values() for p in fit["points"]}) > 1
+    ]
     table = Table(title=f"{doc['name']}: optimum per width", header_style="bold")
     for c in ("param", "width", "depth", *swept, "hp", "lr*", "95% interval (lr)", "at edge", "best loss"):
         table.add_column(c)
@@ -296,7 +311,11 @@ def print_fits(doc: dict, console: Console) -> None:
         for p in fit["points"]:
             interval = p.get("interval")
             text = f"{2 ** interval[0]:.3g} – {2 ** interval[1]:.3g}" if interval else "-"
-            lr = lr_text(p["lr_star"], p.get("edge") if p.get("at_edge") else None) if p.get("lr_star") else "-"
+            lr = (
+                lr_text(p["lr_star"], p.get("edge") if p.get("at_edge") else None)
+                if p.get("lr_star")
+                else "-"
+            )
             best = f"{p['best_loss']:.4f}" if p.get("best_loss") is not None else "-"
             hp = ",".join(f"{k}={v}" for k, v in (p.get("hp") or {}).items()) or "-"
             table.add_row(param, str(p["width"]), str(p["depth"]), *(count_text(p[a]) for a in swept), hp, lr, text,
@@ -316,7 +335,11 @@ def print_fits(doc: dict, console: Console) -> None:
                                   highlight=False, soft_wrap=True)  # fmt: skip
             base = {"base_width": doc["spec"]["base_width"], "base_depth": doc["spec"]["base_depth"]}
             at = reference_text(rec.get("reference") or {}) if swept else ""
-            console.print(f"{param} recommended {recommendation_text({**rec, **base})}{at}", highlight=False, soft_wrap=True)
+            console.print(
+                f"{param} recommended {recommendation_text({**rec, **base})}{at}",
+                highlight=False,
+                soft_wrap=True,
+            )
     cost = doc.get("cost")
     if cost and cost.get("ratio") is not None:
         console.print(

@@ -137,7 +137,9 @@ class LocalExecutor:
                     task, slot = todo.popleft(), free.popleft()
                     prepare_rundir(task)
                     if self.gpus_per_run > 1:
-                        proc = FreshProcess(train_command(task, slot["device"], self.gpus_per_run), slot["env"])
+                        proc = FreshProcess(
+                            train_command(task, slot["device"], self.gpus_per_run), slot["env"]
+                        )
                     else:
                         if slot.get("worker") is None or not slot["worker"].alive():
                             slot["worker"] = WarmWorker(slot["env"])
@@ -178,7 +180,9 @@ class FreshProcess:
 
     def start(self, args: list[str], log: Path) -> None:
         with open(log, "w") as f:
-            self.proc = subprocess.Popen(self.command, stdout=f, stderr=subprocess.STDOUT, env={**os.environ, **self.env})
+            self.proc = subprocess.Popen(
+                self.command, stdout=f, stderr=subprocess.STDOUT, env={**os.environ, **self.env}
+            )
 
     def returncode(self) -> int | None:
         return self.proc.poll()

@@ -119,7 +119,9 @@ def parse_hp(items: list[str]) -> dict[str, list]:
         key, values = item.split("=", 1)
         key = key.strip()
         if key in ("optimizer.lr", "model.width", "model.depth", "seed", "train.steps", "train.batch"):
-            raise MupxError(f"--hp {key}: use --lrs / --widths / --depths / --seeds / --steps or --tokens / --batches for this axis")
+            raise MupxError(
+                f"--hp {key}: use --lrs / --widths / --depths / --seeds / --steps or --tokens / --batches for this axis"
+            )
         parsed = [_hp_value(v) for v in values.split(",") if v.strip()]
         if not parsed:
             raise MupxError(f"--hp {item!r} lists no values")
@@ -185,7 +187,9 @@ class SweepSpec:
     tokens: tuple[int, ...] = ()  # horizons in tokens
     batches: tuple[int, ...] = ()  # global batches (empty in a spec written before mupx swept them)
     seq_len: int = 0
-    warmup_steps: int | None = None  # a horizon sweep's shared warmup; None: one horizon, the config's schedule
+    warmup_steps: int | None = (
+        None  # a horizon sweep's shared warmup; None: one horizon, the config's schedule
+    )
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -221,9 +225,21 @@ class SweepSpec:
                 for b in (self.batches or (None,)) for n in self.horizon_steps(b)]  # fmt: skip
 
     def overrides_for(
-        self, param: str, width: int, depth: int, combo: tuple, steps: int, batch: int | None, lr: float, seed: int
+        self,
+        param: str,
+        width: int,
+        depth: int,
+        combo: tuple,
+        steps: int,
+        batch: int | None,
+        lr: float,
+        seed: int,
     ) -> list[str]:
-        schedule = ["train.schedule=wsd", f"train.warmup_steps={self.warmup_steps}"] if self.warmup_steps is not None else []
+        schedule = (
+            ["train.schedule=wsd", f"train.warmup_steps={self.warmup_steps}"]
+            if self.warmup_steps is not None
+            else []
+        )
         base = [
             f"model={self.model}", f"optimizer={self.optimizer}", f"param={param}", f"model.width={width}",
             f"model.depth={depth}", f"param.base_width={self.base_width}", f"param.base_depth={self.base_depth}",

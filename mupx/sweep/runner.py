@@ -45,7 +45,9 @@ from .store import FINISHED, read_result, read_spec, record, spec_path, write_sp
 def check_plan(cfg):
     """Build the series' μP plan once, so a shape the plan refuses (a base width that is not a multiple of
     the head dim, ...) is a one-line error before anything runs, not a failure of every run."""
-    return build_plan(cfg.model, cfg.param, cfg.optimizer, cfg.options, cfg.data.vocab_size, cfg.train.seq_len)
+    return build_plan(
+        cfg.model, cfg.param, cfg.optimizer, cfg.options, cfg.data.vocab_size, cfg.train.seq_len
+    )
 
 
 def same_training(a, b) -> bool:
@@ -105,7 +107,9 @@ class Sweep:
             self._plans[series] = check_plan(from_resolved(self._composed[series]))
         resolved = copy.deepcopy(self._composed[series])
         wandb = resolved["tracking"]["wandb"]
-        if wandb["mode"] != "disabled" and wandb["group"] is None:  # a sweep's wandb runs: grouped by its name
+        if (
+            wandb["mode"] != "disabled" and wandb["group"] is None
+        ):  # a sweep's wandb runs: grouped by its name
             overrides = [*overrides, f"tracking.wandb.group='{self.spec.name}'"]
             resolved["tracking"]["wandb"]["group"] = self.spec.name
         resolved["optimizer"]["lr"], resolved["seed"] = lr, seed
@@ -124,7 +128,9 @@ class Sweep:
         if steps < max(horizons):  # a branch off the longest horizon's run
             trunk = self.task((*series[:4], max(horizons), batch), lr, seed)
             step = schedule.decay_start
-            self.branches[task.run_id] = Branch(task, trunk, checkpoint.branch_path(trunk.run_dir, step).resolve(), step)
+            self.branches[task.run_id] = Branch(
+                task, trunk, checkpoint.branch_path(trunk.run_dir, step).resolve(), step
+            )
         return task
 
     def _twin(self, series: tuple) -> tuple | None:
@@ -222,7 +228,11 @@ class Sweep:
     def write(self) -> dict:
         runs = self.records()
         return write_sweep_json(
-            self.folder, self.spec, runs, fit_sweep(runs, tolerance_octaves=self.spec.tolerance), self.command,
+            self.folder,
+            self.spec,
+            runs,
+            fit_sweep(runs, tolerance_octaves=self.spec.tolerance),
+            self.command,
             self.cost(),
         )
 
@@ -276,10 +286,16 @@ class Sweep:
             write_spec(self.folder, self.spec)
             attempted: set[str] = set()
             while True:
-                unique = list({t.run_id: t for t in self.all_tasks()}.values())  # a twin series' runs run once
+                unique = list(
+                    {t.run_id: t for t in self.all_tasks()}.values()
+                )  # a twin series' runs run once
                 grid = {t.run_id for t in unique}
                 todo = [t for t in unique if not _finished(t)]
-                ready = [r for t in todo if t.run_id not in attempted and (r := self.launchable(t, grid, attempted))]
+                ready = [
+                    r
+                    for t in todo
+                    if t.run_id not in attempted and (r := self.launchable(t, grid, attempted))
+                ]
                 self.drop_branch_checkpoints(grid, final=not ready)
                 if progress:
                     progress("round", {"total": len(unique), "todo": len(todo), "records": self.records()})

@@ -72,7 +72,9 @@ from .executors import Task, finish_unresulted, prepare_rundir, train_command
 from .store import FINISHED, read_result
 
 NEEDED_COMMANDS = ("sbatch", "srun", "sacct")  # submit, start the job step, read job states
-STOP_WAIT_S = 60.0  # how long a run may take to checkpoint after SIGTERM, and a stopped job waits for the requeue
+STOP_WAIT_S = (
+    60.0  # how long a run may take to checkpoint after SIGTERM, and a stopped job waits for the requeue
+)
 STOP_POLL_S = 0.1  # how often the wait loop looks at the stop flag (Ctrl-C, SIGTERM)
 
 
@@ -112,7 +114,9 @@ def resume_or_start(task: Task, device: str, gpus_per_run: int) -> dict | None:
         try:
             returncode = proc.wait()
         finally:
-            if proc.poll() is None:  # submitit's requeue handler raised out of wait(): the run checkpoints and ends
+            if (
+                proc.poll() is None
+            ):  # submitit's requeue handler raised out of wait(): the run checkpoints and ends
                 proc.terminate()
                 try:
                     proc.wait(timeout=STOP_WAIT_S)
@@ -256,7 +260,9 @@ class SlurmExecutor:
                 self._wait(pending, on_done, stop)
             finally:
                 if pending:  # interrupted: the jobs of this sweep end with it
-                    subprocess.call(["scancel", *(job.job_id for job, _ in pending)], stdout=subprocess.DEVNULL)
+                    subprocess.call(
+                        ["scancel", *(job.job_id for job, _ in pending)], stdout=subprocess.DEVNULL
+                    )
 
     def _wait(self, pending: list, on_done: Callable[[Task, dict], None], stop: StopRequest) -> None:
         """Poll until every job ended, calling ``on_done`` as each does. Removes ended jobs from ``pending``;
