@@ -208,19 +208,26 @@ def test_killed_sweep_resumes_to_the_same_sweep_json(tmp_path):
 
 
 def test_auto_mode_brackets_each_optimum(tmp_path):
-    proc = run_cli(
-        sweep_cmd(tmp_path, "--widths", "32", "--steps", "4", "--name", "auto", "--lrs", "auto:0.03")
-    )
+    """An auto grid of μP and SP at the base width: SP trains what μP does there, so its runs are μP's (run
+    once, recorded under both), whichever lr the grid's first run has."""
+    proc = run_cli(sweep_cmd(tmp_path, "--widths", "32", "--steps", "4", "--name", "auto", "--lrs", "auto:0.03",
+                             "--param", "both"))  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     doc = load_sweep_json(tmp_path / "auto")
+    by_param = {
+        p: {(r["lr"], r["seed"]): r["run_id"] for r in doc["runs"] if r["param"] == p} for p in ("mup", "sp")
+    }
+    assert by_param["sp"] == by_param["mup"]
+    assert len(list((tmp_path / "auto").glob("runs/*/result.json"))) == len(by_param["mup"])
     point = doc["fits"]["mup"]["points"][0]
-    lrs = sorted(r["lr"] for r in doc["runs"])
+    lrs = sorted(lr for lr, _ in by_param["mup"])
     assert len(lrs) > 5  # the coarse grid grew
     assert not point["at_edge"]
     assert lrs[0] < point["best_lr"] < lrs[-1]
     losses = defaultdict(list)
     for r in doc["runs"]:
-        losses[r["lr"]].append(r["loss"])
+        if r["param"] == "mup":
+            losses[r["lr"]].append(r["loss"])
     argmin = min(losses, key=lambda lr: sum(losses[lr]) / len(losses[lr]))
     offsets = {round(2 * (math.log2(lr) - math.log2(argmin))) / 2 for lr in lrs}
     assert {-1.0, -0.5, 0.5, 1.0} <= offsets, offsets  # the fit window filled at half-octave steps

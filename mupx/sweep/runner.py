@@ -86,7 +86,7 @@ class Sweep:
         self.branches: dict[str, Branch] = {}  # by the branch's run id
         self._made: dict[tuple, Task] = {}
         self._composed: dict[tuple, dict] = {}
-        self._plans: dict[tuple, object] = {}
+        self._reference_plans: dict[tuple, object] = {}
 
     # --- the grid ----------------------------------------------------------------------------------
     def task(self, series: tuple, lr: float, seed: int) -> Task:
@@ -104,7 +104,7 @@ class Sweep:
         overrides = self.spec.overrides_for(*series, lr, seed)
         if series not in self._composed:  # one Hydra compose per series; lr and seed are set directly
             self._composed[series] = to_dict(compose(overrides))
-            self._plans[series] = check_plan(from_resolved(self._composed[series]))
+            check_plan(from_resolved(self._composed[series]))
         resolved = copy.deepcopy(self._composed[series])
         wandb = resolved["tracking"]["wandb"]
         if (
@@ -140,12 +140,15 @@ class Sweep:
         if param != "sp" or "mup" not in self.spec.params:
             return None
         twin = ("mup", *rest)
-        for s in (series, twin):
-            if s not in self._plans:
-                overrides = self.spec.overrides_for(*s, self.spec.lrs[0] if self.spec.lrs else 1e-3, 0)
-                self._composed[s] = to_dict(compose(overrides))
-                self._plans[s] = check_plan(from_resolved(self._composed[s]))
-        return twin if same_training(self._plans[series], self._plans[twin]) else None
+        return twin if same_training(self._reference_plan(series), self._reference_plan(twin)) else None
+
+    def _reference_plan(self, series: tuple):
+        """The series' plan at one reference lr and seed, the same for every series: the plans' per-group lrs
+        then compare, whatever lr each series' first run has (an auto grid's first μP run is not at 1e-3)."""
+        if series not in self._reference_plans:
+            overrides = self.spec.overrides_for(*series, self.spec.lrs[0] if self.spec.lrs else 1e-3, 0)
+            self._reference_plans[series] = check_plan(from_resolved(to_dict(compose(overrides))))
+        return self._reference_plans[series]
 
     def _check_folder(self, run_dir: Path, resolved: dict) -> None:
         """A run folder holding a different config is refused, never mixed into the results."""
