@@ -81,6 +81,12 @@ def test_bench_transfer_cpu_protocol_is_the_documented_one():
         "5",
         "auto:2^-8",
     ] and "param.init_std=0.05" in deep
+    sophia = bench_transfer.sweep_args("sophia", "width", size, Path("runs/x"), None)  # 300 steps, 5 seeds
+    assert [sophia[sophia.index(f) + 1] for f in ("--steps", "--seeds", "--lrs")] == [
+        "300",
+        "5",
+        "auto:2^-8.5",
+    ]
     muon = bench_transfer.sweep_args("muon", "depth", size, Path("runs/x"), None)  # the protocol's own size
     assert [muon[muon.index(f) + 1] for f in ("--widths", "--steps")] == ["32", "150"]
     gpu = bench_transfer.sweep_args("sgd", "width", bench_transfer.SIZES["gpu"], Path("runs/x"), None)
