@@ -264,9 +264,10 @@ FINDINGS = """What each experiment decided (the numbers are in its table):
   (+0.14 to +0.43), **transfers**: the rise from depth 2 to 16 is +0.69, +0.50, +0.29 at widths 32, 64, 128
   in the same protocol, shrinking with each doubling of width, as a finite-width effect does, toward
   CompleteP's depth-independent lr. Depth 16 now beats depth 2 in loss (1.884 against 1.896), which it did not
-  at widths 32 and 64 at 300 steps. The depth-16 runs take 170 s each here, 45 minutes for μP alone; bench-
-  transfer's depth row (width 32, 150 steps) stays as it is until it can be rerun at this size with its SP
-  baseline and Muon.
+  at widths 32 and 64 at 300 steps. The depth-16 runs take 170 s each here. bench-transfer's AdamW depth row
+  now runs at this size (bench_transfer.CPU_SWEEPS; these μP runs are its μP runs, the same run ids), with SP
+  beside it: SP drifts −0.58 (−0.83 to −0.34) and loses 0.17 in loss at depth 16 (2.050 against 1.884).
+  Muon's depth row transfers decisively at width 32 and stays there.
 - **output-sgd, output-sophia** (issue 11, item 3: μP's best loss at 256 lost to SP's for these two): the
   hyperparameter that is off is the base output multiplier. At 8 instead of 1 (the width-256 readout then
   carries SP's multiplier, 8·32/256 = 1) μP's best loss at width 256 falls from 2.520 to 2.236 ± 0.010 for SGD
