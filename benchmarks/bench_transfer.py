@@ -72,26 +72,26 @@ TOLERANCE = 0.5
 # Where each optimizer's auto grid starts on the CPU (log2 of the swept base lr): near its optima in the run of
 # 2026-12-06 (widths 16->128), so that few octave extensions run at the widest width; the grid still extends past
 # any edge optimum and fills the fit window around each series' own optimum, so the centre decides the cost only.
-# SGD and Sophia: near their optima at output multiplier 8 (bench-protocol output-sgd-mupclip, output-sophia).
-CPU_CENTRES = {"adamw": -6, "adopt": -6, "lamb": -5, "sophia": -8, "sgd": -3, "muon": -4, "muonpp": -4,
+# SGD and Sophia: near their optima at output multiplier 8 (bench-protocol output-sgd-mupclip; Sophia at 300 steps,
+# steps-sophia: 2^-8.75 at width 32, 2^-8.48 at 256).
+CPU_CENTRES = {"adamw": -6, "adopt": -6, "lamb": -5, "sophia": -8.5, "sgd": -3, "muon": -4, "muonpp": -4,
                "shampoo": -3, "soap": -4}  # fmt: skip
 # Where the CPU protocol departs from itself for one optimizer (or one sweep), each for a measured reason
 # (benchmarks/RESULTS.md, bench-protocol). SGD and Sophia: base output multiplier 8, at which μP's best loss at
 # width 256 is no longer worse than SP's (output-sgd, output-sophia), and the width-invariant clip norm, since
 # their step follows the clipped gradient's size (SGD directly, Sophia through m / h with h unclipped) and the
-# global norm falls with width under μP (output-sgd-mupclip). 5 seeds where 3 left the optimum's 95% interval
-# wider than the ±0.5-octave claim can be decided with (their 3-seed rows: RESULTS.md, FINDINGS).
+# global norm falls with width under μP (output-sgd-mupclip).
 CPU_SETS = {"sgd": ["param.output_mult=8", "train.grad_clip_norm=mup"],
             "sophia": ["param.output_mult=8", "train.grad_clip_norm=mup"]}  # fmt: skip
-# Where one sweep's size departs from SIZES["cpu"], each for a measured reason. 5 seeds: above. AdamW over depth:
+# Where one sweep's size departs from SIZES["cpu"], each for a measured reason. 5 seeds where 3 left the optimum's
+# 95% interval wider than the ±0.5-octave claim can be decided with (their 3-seed rows: RESULTS.md). AdamW over depth:
 # width 128 (init 0.05, the base init std's rule at that base width), 300 steps and its grid centred at its optima
 # there; at width 32 its lr* rose +0.69 octave from depth 2 to 16, and over widths 32, 64, 128 that rise fell
 # +0.69, +0.50, +0.29, a finite-width effect of narrow blocks (bench-protocol depth-300, depth-w64-300,
 # depth-w128-300). Muon's depth row transfers decisively at width 32 and keeps the protocol's size. Sophia over
-# width: 300 steps, its grid centred at 2^-8.5 (its optima there: 2^-8.75 at 32, 2^-8.48 at 256); at 150 steps its
-# width-32 valley was flat within the seed noise (5 seeds: -0.57, 95% -1.68 to +0.54), at 300 steps the interval
-# halved (steps-sophia, 3 seeds: +0.27, -0.36 to +0.91).
-CPU_SWEEPS = {("sgd", "width"): {"seeds": 5}, ("sophia", "width"): {"seeds": 5, "steps": 300, "centre": -8.5},
+# width: 300 steps; at 150 steps its width-32 valley was flat within the seed noise (5 seeds: -0.57, 95% -1.68 to
+# +0.54), at 300 steps the interval halved (steps-sophia, 3 seeds: +0.27, -0.36 to +0.91).
+CPU_SWEEPS = {("sgd", "width"): {"seeds": 5}, ("sophia", "width"): {"seeds": 5, "steps": 300},
               ("shampoo", "width"): {"seeds": 5},
               ("adamw", "depth"): {"seeds": 5, "depth_width": 128, "steps": 300, "centre": -8}}  # fmt: skip
 RECORD = ("param", "width", "depth", "lr", "seed", "status", "loss")  # what the fit reads from each run
